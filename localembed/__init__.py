@@ -1,0 +1,39 @@
+"""localembed: a local, OpenAI-compatible embeddings server for GGUF models.
+
+The Python API is the same core the CLI and server use::
+
+    from localembed import load
+    with load() as engine:                      # the bundled starter model
+        vectors = engine.embed(["hello", "world"]).vectors
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from localembed.engine import (  # noqa: E402
+    EmbeddingResult,
+    EmbedOptions,
+    Engine,
+    EngineClosed,
+    InputError,
+    ModelLoadError,
+    RunnerOptions,
+)
+
+
+def load(model: str | None = None, **options: object) -> Engine:
+    """Load a model by id (or .gguf path); None loads the starter model.
+
+    Keyword arguments are ``RunnerOptions`` fields (threads, gpu_layers, max_tokens, ...).
+    """
+    from localembed.store import resolve
+
+    model_id, path = resolve(model, allow_path=True)
+    return Engine(path, model_id=model_id, options=RunnerOptions(**options))  # type: ignore[arg-type]
+
+
+__all__ = [
+    "EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "InputError",
+    "ModelLoadError", "RunnerOptions", "load", "__version__",
+]

@@ -1,0 +1,3 @@
+from localembed.cli import main
+
+main()

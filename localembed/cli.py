@@ -1,0 +1,200 @@
+"""The ``localembed`` command line: a thin layer over the engine and the model store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from localembed import __version__
+from localembed.convert import DTYPES, ConversionError, convert_folder
+from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError, RunnerOptions
+from localembed.engine.core import TRUNCATE_MODES
+from localembed.families import TASKS
+from localembed.store import ModelNotFound, resolve
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def model_options(func):  # type: ignore[no-untyped-def]
+    """Options shared by every command that loads a model."""
+    options = [
+        click.option("-m", "--model", default=None,
+                     help="Model id or path to a .gguf file (default: the starter model)."),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: all)."),
+        click.option("--gpu-layers", type=int, default=None,
+                     help="Layers to offload to the GPU (default: all if a GPU backend exists)."),
+        click.option("--max-tokens", type=int, default=None,
+                     help="Longest input in tokens (default: model context, at most 8192)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def embed_options(func):  # type: ignore[no-untyped-def]
+    options = [
+        click.option("-t", "--task", type=click.Choice(TASKS), default=None,
+                     help="Task prompt for models trained with prompts (EmbeddingGemma, Qwen3)."),
+        click.option("--instruction", default=None, help="Custom instruction (Qwen3, Gemma)."),
+        click.option("-d", "--dimensions", type=int, default=None,
+                     help="Matryoshka output size (models trained for it)."),
+        click.option("--truncate", type=click.Choice(TRUNCATE_MODES), default="end",
+                     show_default=True, help="What to do with inputs longer than the model takes."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@contextmanager
+def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
+                max_tokens: int | None) -> Iterator[Engine]:
+    """Load a model for one command, turning every expected failure into a clean exit."""
+    try:
+        model_id, path = resolve(model, allow_path=True)
+        engine = Engine(path, model_id=model_id, options=RunnerOptions(
+            gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens))
+    except (ModelNotFound, ModelLoadError, ConversionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        yield engine
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="localembed")
+def cli() -> None:
+    """localembed: a local embeddings server for GGUF models."""
+
+
+def _read_texts(texts: tuple[str, ...], file: click.File | None) -> list[str]:
+    if file is not None:
+        return [line.rstrip("\n") for line in file if line.strip()]
+    if texts:
+        return list(texts)
+    if not sys.stdin.isatty():
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    raise click.UsageError("give texts as arguments, with --file, or on standard input")
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("-f", "--file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read one text per line from a file ('-' for standard input).")
+@click.option("--title", default=None, help="Document title (EmbeddingGemma document task).")
+@click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
+@embed_options
+@model_options
+def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
+          no_normalize: bool, task: str | None, instruction: str | None,
+          dimensions: int | None, truncate: str, model: str | None, threads: int | None,
+          gpu_layers: int | None, max_tokens: int | None) -> None:
+    """Embed texts; prints JSON Lines: {"index", "tokens", "embedding"} per input."""
+    items = _read_texts(texts, file)
+    options = EmbedOptions(task=task, instruction=instruction, title=title,
+                           dimensions=dimensions, normalize=not no_normalize, truncate=truncate)
+    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+        result = engine.embed(items, options)
+    for i, (vector, count) in enumerate(zip(result.vectors, result.tokens, strict=True)):
+        click.echo(json.dumps({"index": i, "tokens": count,
+                               "embedding": [round(float(x), 7) for x in vector]}))
+
+
+@cli.command()
+@click.argument("query")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--matrix", is_flag=True, help="Print the N x N matrix of the query and texts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@embed_options
+@model_options
+def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
+               task: str | None, instruction: str | None, dimensions: int | None,
+               truncate: str, model: str | None, threads: int | None,
+               gpu_layers: int | None, max_tokens: int | None) -> None:
+    """Rank TEXTS by similarity to QUERY (cosine), or print a similarity matrix."""
+    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+        if matrix:
+            items = [query, *texts]
+            options = EmbedOptions(task=task, instruction=instruction, dimensions=dimensions,
+                                   truncate=truncate)
+            v = engine.embed(items, options).vectors
+            scores = (v @ v.T).tolist()
+            if as_json:
+                click.echo(json.dumps({"texts": items, "matrix": scores}))
+                return
+            width = max(len(_short(t)) for t in items)
+            for text, row in zip(items, scores, strict=True):
+                click.echo(f"{_short(text):<{width}}  " + " ".join(f"{s:6.3f}" for s in row))
+            return
+        # Asymmetric retrieval by default: query prompt for the query, document for texts.
+        q_opts = EmbedOptions(task=task or "query", instruction=instruction,
+                              dimensions=dimensions, truncate=truncate)
+        d_opts = EmbedOptions(task=task or "document", dimensions=dimensions, truncate=truncate)
+        q = engine.embed([query], q_opts).vectors[0]
+        d = engine.embed(list(texts), d_opts).vectors
+        ranked = sorted(zip(texts, (d @ q).tolist(), strict=True), key=lambda x: -x[1])
+    if as_json:
+        click.echo(json.dumps([{"text": t, "score": s} for t, s in ranked]))
+        return
+    for rank, (text, score) in enumerate(ranked, 1):
+        click.echo(f"{rank:>3}. {score:6.3f}  {_short(text, 70)}")
+
+
+def _short(text: str, limit: int = 30) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@cli.command()
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(model: str | None, threads: int | None, gpu_layers: int | None,
+         max_tokens: int | None, as_json: bool) -> None:
+    """Show directories, versions, the compute backend and the model's details."""
+    import llama_cpp
+
+    from localembed.settings import home_dir, models_dir
+
+    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+        data = {
+            "version": __version__,
+            "llama_cpp_python": llama_cpp.__version__,
+            "home": str(home_dir()),
+            "models_dir": str(models_dir()),
+            "model": engine.describe(),
+        }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--dtype", type=click.Choice(DTYPES), default="f16", show_default=True)
+def convert(folder: str, output: str, dtype: str) -> None:
+    """Convert a sentence-transformers BERT FOLDER into a GGUF file OUTPUT."""
+    try:
+        convert_folder(folder, output, dtype=dtype, progress=_say)
+    except ConversionError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def main() -> None:
+    cli(prog_name="localembed")

@@ -1,0 +1,249 @@
+"""The embedding engine: the one core the CLI, HTTP API, web UI and tray all call.
+
+An ``Engine`` is one loaded model. It turns texts (or token ids) into the exact token sequences
+the model's family expects (task prompt, BOS/EOS/SEP, truncation that keeps those special
+tokens), hands them to the model's worker thread, and post-processes the pooled vectors
+(Matryoshka cut, normalisation) in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from localembed.engine.batcher import Batcher
+from localembed.engine.inspect import GGUFInfo, inspect_gguf
+from localembed.engine.llama import LlamaRunner, RunnerOptions, probe
+from localembed.engine.postprocess import finish, l2_normalize
+from localembed.families import TaskError, canonical_task
+
+TRUNCATE_MODES = ("end", "start", "none")
+
+Input = str | Sequence[int]
+
+
+class InputError(ValueError):
+    """A request the model cannot serve as asked (too long, bad token id, bad option)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How to embed: what the API's extension fields map onto."""
+
+    task: str | None = None
+    instruction: str | None = None
+    title: str | None = None
+    dimensions: int | None = None
+    normalize: bool = True
+    truncate: str = "end"  # cut the end, cut the start, or "none": refuse long inputs
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors in input order plus the token count of each input (for usage reporting)."""
+
+    vectors: np.ndarray
+    tokens: list[int]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens)
+
+
+class Engine:
+    """One loaded GGUF embedding model and its worker thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, model_id: str | None = None,
+                 options: RunnerOptions | None = None, pack_tokens: int = 512,
+                 safe_load: bool = False) -> None:
+        started = time.perf_counter()
+        self.info: GGUFInfo = inspect_gguf(path)
+        if safe_load:
+            probe(self.info)
+        self.id = model_id or Path(path).stem
+        self.family = self.info.family
+        self.runner = LlamaRunner(self.info, options)
+        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id)
+        empty = self.runner.tokenize("", special=True)
+        sample = self.runner.tokenize("hello", special=True)
+        head = 0
+        while head < min(len(empty), len(sample)) and empty[head] == sample[head]:
+            head += 1
+        self._head = empty[:head]
+        self._tail = empty[head:]
+        if self.family.eos_last and self._tail[-1:] != [self.runner.eos]:
+            self._tail = [*self._tail, self.runner.eos]
+        self.n_vocab = self.runner.llm.n_vocab()
+        self.load_seconds = time.perf_counter() - started
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def dimensions(self) -> int:
+        """Full output size (after any dense projection)."""
+        return self.runner.dimensions
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input in tokens, special tokens and prompt included."""
+        return self.runner.max_tokens
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend or "cpu"
+
+    def describe(self) -> dict:
+        """A JSON-able summary for `info`, /v1/models and the web UI."""
+        return {
+            "id": self.id,
+            "path": str(self.info.path),
+            "name": self.info.name,
+            "architecture": self.info.arch,
+            "family": self.family.name,
+            "pooling": {0: "none", 1: "mean", 2: "cls", 3: "last"}.get(self.info.pooling, "?"),
+            "dimensions": self.dimensions,
+            "matryoshka_dimensions": self.family.dimensions(self.dimensions),
+            "context_length": self.info.context,
+            "max_tokens": self.max_tokens,
+            "file_type": self.info.file_type,
+            "size_bytes": self.info.size,
+            "backend": self.backend,
+            "gpu_layers": self.runner.gpu_layers,
+            "threads": self.runner.threads,
+            "flash_attn": self.runner.flash_attn,
+            "prompts": self.family.has_prompts,
+        }
+
+    # -- tokenization --------------------------------------------------------------------------
+
+    def prompt(self, options: EmbedOptions) -> str:
+        try:
+            return self.family.prompt(options.task, options.instruction, options.title)
+        except TaskError as exc:
+            raise InputError(str(exc), param="task") from exc
+
+    def prepare(self, item: Input, options: EmbedOptions = EmbedOptions(),
+                index: int = 0) -> list[int]:
+        """The exact token sequence the model will see for one input."""
+        if options.truncate not in TRUNCATE_MODES:
+            raise InputError(
+                f"truncate must be one of {', '.join(TRUNCATE_MODES)}", param="truncate"
+            )
+        prefix = ""
+        if isinstance(item, str):
+            prefix = self.prompt(options)
+            body = self.runner.tokenize(prefix + item, special=False)
+        else:
+            body = [int(t) for t in item]
+            bad = [t for t in body if not 0 <= t < self.n_vocab]
+            if bad:
+                raise InputError(
+                    f"input {index} has token id {bad[0]} outside this model's vocabulary "
+                    f"(0..{self.n_vocab - 1})", param="input",
+                )
+        room = self.max_tokens - len(self._head) - len(self._tail)
+        if len(body) > room:
+            if options.truncate == "none":
+                raise InputError(
+                    f"input {index} is {len(body) + len(self._head) + len(self._tail)} tokens "
+                    f"long; this model takes at most {self.max_tokens}. Shorten it or set "
+                    "truncate to 'end' or 'start'", param="input",
+                )
+            if options.truncate == "end":
+                body = body[:room]
+            else:  # "start": keep the task prompt, drop the oldest text
+                keep = len(self.runner.tokenize(prefix, special=False)) if prefix else 0
+                body = body[:keep] + body[len(body) - (room - keep):]
+        tokens = self._head + body + self._tail
+        if not tokens:  # a model with no special tokens and an empty text
+            tokens = [max(self.runner.eos, 0)]
+        return tokens
+
+    def tokenize(self, text: str, options: EmbedOptions = EmbedOptions()) -> list[int]:
+        return self.prepare(text, options)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.runner.detokenize(list(tokens))
+
+    # -- embedding -----------------------------------------------------------------------------
+
+    def _check(self, options: EmbedOptions) -> int:
+        try:
+            canonical_task(options.task)
+            return self.family.check_dimensions(options.dimensions, self.dimensions)
+        except TaskError as exc:
+            param = "task" if "task" in str(exc) else "dimensions"
+            raise InputError(str(exc), param=param) from exc
+
+    def submit(self, inputs: Sequence[Input], options: EmbedOptions = EmbedOptions()
+               ) -> Future:
+        """Queue inputs for embedding; the future yields an ``EmbeddingResult``.
+
+        Validation and tokenization happen here, in the caller's thread, so a bad request
+        fails at once and never reaches the worker.
+        """
+        dimensions = self._check(options)
+        sequences = [self.prepare(item, options, i) for i, item in enumerate(inputs)]
+        counts = [len(s) for s in sequences]
+        raw = self.batcher.submit(sequences)
+        result: Future = Future()
+
+        def done(f: Future) -> None:
+            if f.cancelled():
+                result.cancel()
+            elif f.exception() is not None:
+                result.set_exception(f.exception())
+            else:
+                result.set_result(
+                    EmbeddingResult(finish(f.result(), dimensions, options.normalize), counts)
+                )
+
+        raw.add_done_callback(done)
+        return result
+
+    def embed(self, inputs: Input | Sequence[Input], options: EmbedOptions | None = None,
+              timeout: float | None = None, **kwargs: object) -> EmbeddingResult:
+        """Embed one text or a list of texts / token-id lists; blocks until done.
+
+        Keyword arguments are ``EmbedOptions`` fields: ``engine.embed(texts, task="query")``.
+        """
+        if options is None:
+            options = EmbedOptions(**kwargs)  # type: ignore[arg-type]
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        return self.submit(items, options).result(timeout)
+
+    def similarity(self, query: str, texts: Sequence[str], query_task: str | None = None,
+                   document_task: str | None = None, dimensions: int | None = None
+                   ) -> np.ndarray:
+        """Cosine similarity of ``query`` against each of ``texts``."""
+        q = self.embed([query], EmbedOptions(task=query_task, dimensions=dimensions)).vectors
+        d = self.embed(list(texts), EmbedOptions(task=document_task,
+                                                 dimensions=dimensions)).vectors
+        return (d @ q[0]).astype(np.float32)
+
+    def matrix(self, texts: Sequence[str], task: str | None = None,
+               dimensions: int | None = None) -> np.ndarray:
+        """N x N cosine similarity matrix of ``texts``."""
+        v = l2_normalize(self.embed(list(texts), EmbedOptions(task=task,
+                                                              dimensions=dimensions)).vectors)
+        return (v @ v.T).astype(np.float32)
+
+    def close(self) -> None:
+        """Stop the worker and free the model; queued requests fail with EngineClosed."""
+        self.batcher.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,121 @@
+"""Read and validate a GGUF file's metadata before llama.cpp sees it.
+
+llama.cpp aborts the whole process on some malformed inputs and silently mis-computes on others
+(an EmbeddingGemma file without its dense layers), so everything that can be checked from the
+file's header is checked here, in Python, where a bad file becomes a clear exception.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+
+from localembed.families import BERT_LIKE, Family, family_for
+
+POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
+
+class ModelLoadError(Exception):
+    """A model file cannot be served; the message tells the user what to do."""
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What localembed needs to know about a GGUF before loading it."""
+
+    path: Path
+    arch: str
+    name: str
+    family: Family
+    pooling: int
+    context: int
+    hidden: int
+    heads: int
+    file_type: str
+    size: int
+
+
+def _field(reader: gguf.GGUFReader, key: str) -> object | None:
+    field = reader.get_field(key)
+    if field is None:
+        return None
+    try:
+        return field.contents()
+    except (ValueError, IndexError):  # malformed value
+        return None
+
+
+def _file_type_name(value: object) -> str:
+    try:
+        return gguf.LlamaFileType(int(value)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
+    """Validate ``path`` as a servable GGUF embedding model and describe it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path.name} is not a GGUF file")
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as exc:  # the reader raises many types on malformed headers
+        raise ModelLoadError(f"{path.name} is corrupt or truncated: {exc}") from exc
+    for tensor in reader.tensors:
+        if tensor.data_offset + tensor.n_bytes > size:
+            raise ModelLoadError(
+                f"{path.name} is truncated (tensor {tensor.name} ends past the end of the file); "
+                "download it again"
+            )
+    arch = _field(reader, "general.architecture")
+    if not isinstance(arch, str):
+        raise ModelLoadError(f"{path.name} has no general.architecture: not a model file")
+    family = family_for(arch)
+    pooling = _field(reader, f"{arch}.pooling_type")
+    pooling = int(pooling) if isinstance(pooling, int) else None
+    name = _field(reader, "general.name")
+    name = name if isinstance(name, str) else path.stem
+    known_encoder = arch in BERT_LIKE or arch == "gemma-embedding"
+    looks_like_embedder = (
+        known_encoder or (pooling not in (None, 0)) or "embed" in name.lower()
+    )
+    if not looks_like_embedder:
+        raise ModelLoadError(
+            f"{path.name} is a {arch} model without a pooling type: it is not an embedding "
+            "model (localembed serves embedding GGUFs such as EmbeddingGemma or "
+            "Qwen3-Embedding)"
+        )
+    if pooling in (None, 0):
+        pooling = family.default_pooling if family.default_pooling is not None else 1
+    if pooling == 4:
+        raise ModelLoadError(f"{path.name} is a reranker (rank pooling), not an embedding model")
+    if arch == "gemma-embedding":
+        names = {t.name for t in reader.tensors}
+        if not {"dense_2.weight", "dense_3.weight"} <= names:
+            raise ModelLoadError(
+                f"{path.name} lacks EmbeddingGemma's dense projection layers (dense_2, dense_3) "
+                "and would give wrong vectors; this is an early, broken upload: download the "
+                "model again (e.g. `localembed pull embeddinggemma-300m`)"
+            )
+    context = _field(reader, f"{arch}.context_length")
+    hidden = _field(reader, f"{arch}.embedding_length")
+    heads = _field(reader, f"{arch}.attention.head_count")
+    heads = heads if isinstance(heads, int) else 1
+    if not isinstance(context, int) or not isinstance(hidden, int):
+        raise ModelLoadError(f"{path.name} lacks context_length or embedding_length metadata")
+    return GGUFInfo(
+        path=path, arch=arch, name=name, family=family, pooling=pooling, context=context,
+        hidden=hidden, heads=heads,
+        file_type=_file_type_name(_field(reader, "general.file_type")), size=size,
+    )

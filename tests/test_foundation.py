@@ -1,0 +1,204 @@
+"""Foundation: synthetic GGUF models, the starter model's conversion, and its accuracy."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+import pytest
+
+from localembed.convert import ConversionError, convert_folder
+from localembed.engine import Engine
+from localembed.starter import STARTER_ID, ensure_starter, starter_path
+from localembed.synthetic import ARCHITECTURES
+from tests.reference_bert import ReferenceBert
+
+EXPECTED_DIMS = {"bert": 64, "qwen3": 64, "gemma-embedding": 96}
+
+LONG_A = " ".join(
+    ["The history of the printing press begins in the fifteenth century, when movable type "
+     "changed how knowledge spread across Europe; books became cheaper, literacy rose, and "
+     "ideas travelled faster than ever before."] * 9
+)
+LONG_B = " ".join(
+    f"Step {i}: measure {i * 3} grams of flour, whisk it with {i} eggs, and bake at "
+    f"{150 + i * 5} degrees for {10 + i} minutes." for i in range(1, 16)
+)
+LONG_C = ("def tokenize(text):\n    return [t for t in text.split() if t]\n\n" * 14
+          + "# end of file")
+
+TEXTS = [
+    "Hello, world!",
+    "The quick brown fox jumps over the lazy dog.",
+    "A fast auburn fox leaps above a sleepy hound.",
+    "How do I bake sourdough bread at home?",
+    "Stock markets fell sharply after the interest rate announcement.",
+    "I love programming in Python; it's readable & expressive.",
+    "Café au lait, naïve résumé, jalapeño — accents everywhere.",
+    "Numbers: 3.14159, 2,718, 1e-9 and 42% of $1,000,000.",
+    "UPPERCASE TEXT SHOULD BE LOWERCASED BY THE TOKENIZER",
+    "email me at someone@example.com or visit https://example.org/path?q=1",
+    "Emoji and symbols: 😀 ✓ → ∑ ∞",
+    "中文文本也应该被正确地切分。",
+    "Tabs\tand\nnewlines\n\nare whitespace.",
+    "",
+    "a",
+    "unbelievably antidisestablishmentarianism supercalifragilisticexpialidocious",
+    "What is the capital of France? Paris is the capital of France.",
+    "Machine learning models learn patterns from data.",
+    "(parentheses) [brackets] {braces} <angle> \"quotes\" 'single'",
+    "The cat sat on the mat.",
+    LONG_A,
+    LONG_B,
+    LONG_C,
+]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("dtype", ["f32", "f16", "q8_0"])
+def test_synthetic_models_load_in_llama_cpp(synthetic, arch: str, dtype: str) -> None:
+    path = synthetic(arch, dtype)
+    llm = llama_cpp.Llama(str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                          verbose=False)
+    try:
+        vectors = np.array(llm.embed(["the world of water", "hello"]))
+        assert vectors.shape == (2, EXPECTED_DIMS[arch])
+        assert np.isfinite(vectors).all()
+        assert np.linalg.norm(vectors[0] - vectors[1]) > 1e-3  # inputs matter
+        assert llama_cpp.llama_model_n_embd_out(llm._model.model) == EXPECTED_DIMS[arch]
+    finally:
+        llm.close()
+
+
+def test_gemma_dense_projection_changes_the_output_width(synthetic) -> None:
+    """The dense layers are really applied: dense_2 widens to 4x, dense_3 narrows back."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(synthetic("gemma-embedding"))
+    shapes = {t.name: list(t.shape) for t in reader.tensors}
+    assert shapes["dense_2.weight"] == [96, 384]
+    assert shapes["dense_3.weight"] == [384, 96]
+
+
+@pytest.fixture(scope="module")
+def reference(starter_folder: Path) -> ReferenceBert:
+    return ReferenceBert(starter_folder)
+
+
+@pytest.fixture(scope="module")
+def reference_vectors(reference: ReferenceBert) -> np.ndarray:
+    return np.stack([reference.embed(t) for t in TEXTS])
+
+
+def test_test_texts_include_long_inputs(reference: ReferenceBert) -> None:
+    lengths = [len(reference.tokenize(t)) for t in TEXTS]
+    assert len(TEXTS) >= 20
+    assert sum(n > 256 for n in lengths) >= 3
+    assert max(lengths) <= 512
+
+
+@pytest.mark.parametrize("dtype,threshold", [("f32", 0.9999), ("f16", 0.9999), ("q8_0", 0.995)])
+def test_starter_conversion_matches_reference(starter_gguf, reference: ReferenceBert,
+                                              reference_vectors: np.ndarray, dtype: str,
+                                              threshold: float) -> None:
+    with Engine(starter_gguf(dtype)) as engine:
+        for text in TEXTS:
+            assert engine.prepare(text) == reference.tokenize(text), text
+        vectors = engine.embed(TEXTS).vectors
+    cosines = np.sum(vectors * reference_vectors, axis=1)
+    assert cosines.min() >= threshold, dict(zip(TEXTS, cosines.round(6), strict=True))
+    print(f"{dtype}: min cosine {cosines.min():.6f}, mean {cosines.mean():.6f}")
+
+
+def test_paraphrases_score_above_unrelated(starter_gguf) -> None:
+    pairs = [
+        ("The quick brown fox jumps over the lazy dog.",
+         "A fast auburn fox leaps above a sleepy hound.",
+         "Stock markets fell sharply after the interest rate announcement."),
+        ("How do I bake sourdough bread at home?",
+         "What's the way to make sourdough loaves in my kitchen?",
+         "The cat sat on the mat."),
+        ("The meeting was moved to Thursday afternoon.",
+         "We rescheduled the meeting for Thursday after lunch.",
+         "Photosynthesis converts light into chemical energy."),
+    ]
+    with Engine(starter_gguf("f16")) as engine:
+        for a, paraphrase, unrelated in pairs:
+            v = engine.embed([a, paraphrase, unrelated]).vectors
+            assert v[0] @ v[1] > v[0] @ v[2] + 0.2, (a, v[0] @ v[1], v[0] @ v[2])
+
+
+def test_non_bert_folder_is_refused_without_leftovers(tmp_path: Path,
+                                                      starter_folder: Path) -> None:
+    folder = tmp_path / "roberta"
+    shutil.copytree(starter_folder, folder)
+    config = (folder / "config.json").read_text().replace('"bert"', '"roberta"')
+    (folder / "config.json").write_text(config)
+    out = tmp_path / "out" / "model.gguf"
+    with pytest.raises(ConversionError, match="only BERT"):
+        convert_folder(folder, out)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+    with pytest.raises(ConversionError, match="no config.json"):
+        convert_folder(tmp_path, out)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage-header", "huge-header"])
+def test_corrupt_safetensors_is_refused_without_leftovers(tmp_path: Path,
+                                                          starter_folder: Path,
+                                                          damage: str) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(starter_folder, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "truncate":
+        weights.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage-header":
+        weights.write_bytes(data[:8] + b"\xff" * 64 + data[72:])
+    else:
+        weights.write_bytes((2**40).to_bytes(8, "little") + data[8:])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError, match="corrupt|truncated"):
+        convert_folder(folder, out / "model.gguf")
+    assert list(out.iterdir()) == []
+
+
+def test_conversion_interrupted_midway_leaves_nothing(tmp_path: Path, starter_folder: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+
+    def explode(self: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", explode)
+    with pytest.raises(OSError, match="disk full"):
+        convert_folder(starter_folder, tmp_path / "model.gguf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_starter_is_converted_once_into_the_model_dir(app_home: Path) -> None:
+    path = ensure_starter()
+    assert path == starter_path() == app_home / "models" / f"{STARTER_ID}.gguf"
+    stamp = path.stat().st_mtime_ns
+    assert ensure_starter().stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_cli_runs_offline_with_the_starter_model(app_home: Path) -> None:
+    """The installed console entry point works from a bare home with no network."""
+    env = {"LOCALEMBED_HOME": str(app_home), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "localembed", "similarity", "how do I cook pasta",
+         "Boil the spaghetti in salted water", "Shares fell on Wall Street", "--json"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    ranked = json.loads(proc.stdout)
+    assert ranked[0]["text"] == "Boil the spaghetti in salted water"
+    assert (app_home / "models" / f"{STARTER_ID}.gguf").exists()
