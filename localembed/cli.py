@@ -31,6 +31,8 @@ def model_options(func):  # type: ignore[no-untyped-def]
                      help="Layers to offload to the GPU (default: all if a GPU backend exists)."),
         click.option("--max-tokens", type=int, default=None,
                      help="Longest input in tokens (default: model context, at most 8192)."),
+        click.option("--flash-attn/--no-flash-attn", default=True, show_default=True,
+                     help="Flash attention (faster; off makes batching bit-stable)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -54,12 +56,13 @@ def embed_options(func):  # type: ignore[no-untyped-def]
 
 @contextmanager
 def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
-                max_tokens: int | None) -> Iterator[Engine]:
+                max_tokens: int | None, flash_attn: bool = True) -> Iterator[Engine]:
     """Load a model for one command, turning every expected failure into a clean exit."""
     try:
         model_id, path = resolve(model, allow_path=True)
         engine = Engine(path, model_id=model_id, options=RunnerOptions(
-            gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens))
+            gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens,
+            flash_attn=flash_attn))
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -97,12 +100,12 @@ def _read_texts(texts: tuple[str, ...], file: click.File | None) -> list[str]:
 def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
           no_normalize: bool, task: str | None, instruction: str | None,
           dimensions: int | None, truncate: str, model: str | None, threads: int | None,
-          gpu_layers: int | None, max_tokens: int | None) -> None:
+          gpu_layers: int | None, max_tokens: int | None, flash_attn: bool) -> None:
     """Embed texts; prints JSON Lines: {"index", "tokens", "embedding"} per input."""
     items = _read_texts(texts, file)
     options = EmbedOptions(task=task, instruction=instruction, title=title,
                            dimensions=dimensions, normalize=not no_normalize, truncate=truncate)
-    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
         result = engine.embed(items, options)
     for i, (vector, count) in enumerate(zip(result.vectors, result.tokens, strict=True)):
         click.echo(json.dumps({"index": i, "tokens": count,
@@ -119,9 +122,9 @@ def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
 def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
                task: str | None, instruction: str | None, dimensions: int | None,
                truncate: str, model: str | None, threads: int | None,
-               gpu_layers: int | None, max_tokens: int | None) -> None:
+               gpu_layers: int | None, max_tokens: int | None, flash_attn: bool) -> None:
     """Rank TEXTS by similarity to QUERY (cosine), or print a similarity matrix."""
-    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
         if matrix:
             items = [query, *texts]
             options = EmbedOptions(task=task, instruction=instruction, dimensions=dimensions,
@@ -158,13 +161,13 @@ def _short(text: str, limit: int = 30) -> str:
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(model: str | None, threads: int | None, gpu_layers: int | None,
-         max_tokens: int | None, as_json: bool) -> None:
+         max_tokens: int | None, flash_attn: bool, as_json: bool) -> None:
     """Show directories, versions, the compute backend and the model's details."""
     import llama_cpp
 
     from localembed.settings import home_dir, models_dir
 
-    with open_engine(model, threads, gpu_layers, max_tokens) as engine:
+    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
         data = {
             "version": __version__,
             "llama_cpp_python": llama_cpp.__version__,

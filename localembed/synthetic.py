@@ -277,7 +277,7 @@ def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -
 
 
 def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
-                           dense: bool) -> None:
+                           dense: bool, swa_pattern: list[bool] | None = None) -> None:
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     pieces = _prefixes(["\u2581" + w for w in _WORDS] + _WORDS + _PUNCT + ["\u2581"])
@@ -308,7 +308,7 @@ def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, se
     writer.add_rope_freq_base(1_000_000.0)
     writer.add_sliding_window(512)
     # With pattern 2 every other layer is global; all-sliding makes llama.cpp abort.
-    writer.add_sliding_window_pattern(2 if shape.layers < 6 else 6)
+    writer.add_sliding_window_pattern(swa_pattern or (2 if shape.layers < 6 else 6))
 
     w = _Weights(writer, dtype, seed)
     h, ff = shape.hidden, shape.ff
@@ -347,11 +347,14 @@ _POOLING = {
 
 def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
                 preset: str = "tiny", seed: int = 0, dense: bool = True,
-                context: int | None = None, name: str | None = None) -> Path:
+                context: int | None = None, name: str | None = None,
+                pooling: bool = True, swa_pattern: list[bool] | None = None) -> Path:
     """Write a random-weight GGUF embedding model of ``arch`` to ``path``.
 
     ``dense=False`` (gemma-embedding only) leaves out the dense projection, like the broken
-    early EmbeddingGemma uploads; ``context`` overrides the trained context length.
+    early EmbeddingGemma uploads; ``context`` overrides the trained context length;
+    ``pooling=False`` leaves out the pooling type (as a chat model's GGUF would);
+    ``swa_pattern`` sets gemma-embedding's per-layer sliding-window flags.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -364,13 +367,14 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch)
-    _write_common(writer, shape, name or f"synthetic-{arch}-{preset}", dtype, _POOLING[arch])
+    _write_common(writer, shape, name or f"synthetic-{arch}-{preset}", dtype,
+                  _POOLING[arch] if pooling else None)
     if arch == "bert":
         _write_bert(writer, shape, dtype, seed)
     elif arch == "qwen3":
         _write_qwen3(writer, shape, dtype, seed)
     else:
-        _write_gemma_embedding(writer, shape, dtype, seed, dense)
+        _write_gemma_embedding(writer, shape, dtype, seed, dense, swa_pattern)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

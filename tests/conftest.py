@@ -26,10 +26,11 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
     cache: dict[tuple, Path] = {}
 
     def make(arch: str, dtype: str = "f32", **kwargs: object) -> Path:
-        key = (arch, dtype, tuple(sorted(kwargs.items())))
+        key = (arch, dtype, repr(sorted(kwargs.items())))
         if key not in cache:
-            suffix = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
-            cache[key] = write_model(arch, root / f"{arch}-{dtype}{suffix}.gguf", dtype=dtype,
+            suffix = "".join(f"-{k}{v}" for k, v in sorted(kwargs.items()))
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in suffix)
+            cache[key] = write_model(arch, root / f"{arch}-{dtype}{safe}.gguf", dtype=dtype,
                                      **kwargs)
         return cache[key]
 

@@ -74,6 +74,16 @@ def test_synthetic_models_load_in_llama_cpp(synthetic, arch: str, dtype: str) ->
         llm.close()
 
 
+def test_full_size_preset_has_the_real_layer_shapes(tmp_path: Path) -> None:
+    """Benchmarks can write real-size shapes; all-MiniLM-L6-v2's is small enough to check."""
+    from localembed.synthetic import write_model
+
+    path = write_model("bert", tmp_path / "full.gguf", preset="full", dtype="q8_0")
+    with Engine(path) as engine:
+        assert engine.dimensions == 384 and engine.max_tokens == 512
+        assert np.isfinite(engine.embed("the full size model").vectors).all()
+
+
 def test_gemma_dense_projection_changes_the_output_width(synthetic) -> None:
     """The dense layers are really applied: dense_2 widens to 4x, dense_3 narrows back."""
     from gguf import GGUFReader

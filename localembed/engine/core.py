@@ -9,6 +9,7 @@ tokens), hands them to the model's worker thread, and post-processes the pooled 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localembed.engine.batcher import Batcher
+from localembed.engine.batcher import Batcher, EngineClosed
 from localembed.engine.inspect import GGUFInfo, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions, probe
 from localembed.engine.postprocess import finish, l2_normalize
@@ -84,6 +85,10 @@ class Engine:
         if self.family.eos_last and self._tail[-1:] != [self.runner.eos]:
             self._tail = [*self._tail, self.runner.eos]
         self.n_vocab = self.runner.llm.n_vocab()
+        # Tokenizing touches the llama.cpp model; closing frees it. The lock makes sure no
+        # tokenization is in progress, or starts, once the model is being freed.
+        self._lock = threading.Lock()
+        self._closed = False
         self.load_seconds = time.perf_counter() - started
 
     # -- properties ----------------------------------------------------------------------------
@@ -135,6 +140,12 @@ class Engine:
     def prepare(self, item: Input, options: EmbedOptions = EmbedOptions(),
                 index: int = 0) -> list[int]:
         """The exact token sequence the model will see for one input."""
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            return self._prepare(item, options, index)
+
+    def _prepare(self, item: Input, options: EmbedOptions, index: int) -> list[int]:
         if options.truncate not in TRUNCATE_MODES:
             raise InputError(
                 f"truncate must be one of {', '.join(TRUNCATE_MODES)}", param="truncate"
@@ -173,7 +184,10 @@ class Engine:
         return self.prepare(text, options)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.runner.detokenize(list(tokens))
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            return self.runner.detokenize(list(tokens))
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -193,9 +207,12 @@ class Engine:
         fails at once and never reaches the worker.
         """
         dimensions = self._check(options)
-        sequences = [self.prepare(item, options, i) for i, item in enumerate(inputs)]
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            sequences = [self._prepare(item, options, i) for i, item in enumerate(inputs)]
+            raw = self.batcher.submit(sequences)
         counts = [len(s) for s in sequences]
-        raw = self.batcher.submit(sequences)
         result: Future = Future()
 
         def done(f: Future) -> None:
@@ -240,6 +257,8 @@ class Engine:
 
     def close(self) -> None:
         """Stop the worker and free the model; queued requests fail with EngineClosed."""
+        with self._lock:
+            self._closed = True
         self.batcher.close()
 
     def __enter__(self) -> Engine:

@@ -33,7 +33,6 @@ class GGUFInfo:
     pooling: int
     context: int
     hidden: int
-    heads: int
     file_type: str
     size: int
 
@@ -110,12 +109,10 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
             )
     context = _field(reader, f"{arch}.context_length")
     hidden = _field(reader, f"{arch}.embedding_length")
-    heads = _field(reader, f"{arch}.attention.head_count")
-    heads = heads if isinstance(heads, int) else 1
     if not isinstance(context, int) or not isinstance(hidden, int):
         raise ModelLoadError(f"{path.name} lacks context_length or embedding_length metadata")
     return GGUFInfo(
         path=path, arch=arch, name=name, family=family, pooling=pooling, context=context,
-        hidden=hidden, heads=heads,
+        hidden=hidden,
         file_type=_file_type_name(_field(reader, "general.file_type")), size=size,
     )

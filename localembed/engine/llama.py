@@ -44,24 +44,16 @@ class RunnerOptions:
     gpu_layers: int | None = None  # None: all layers when a GPU backend exists, else 0
     threads: int | None = None
     max_tokens: int | None = None  # longest input; also n_ctx = n_batch = n_ubatch
-    flash_attn: bool | None = None  # None: only where plain attention would need much memory
+    # Flash attention skips the masked cells between packed sequences (~1.75x faster on CPU)
+    # and keeps memory linear in context. It rounds K/V to f16, so a vector depends very
+    # slightly (~1e-4) on its batch-mates; False makes batching exactly invariant.
+    flash_attn: bool = True
 
     def resolved_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)
 
 
 DEFAULT_MAX_TOKENS = 8192
-# Plain attention reserves a tokens x tokens x heads float32 score buffer; past this size flash
-# attention is used instead. Below it plain attention is kept: on CPU, flash attention rounds
-# K/V to f16 and uses a different kernel for big batches, so a text's vector would depend
-# slightly (~1e-4) on what it was batched with.
-FLASH_ATTN_BUFFER_BYTES = 512 * 1024 * 1024
-
-
-def use_flash_attn(choice: bool | None, max_tokens: int, heads: int) -> bool:
-    if choice is not None:
-        return choice
-    return max_tokens * max_tokens * heads * 4 > FLASH_ATTN_BUFFER_BYTES
 
 
 class LlamaRunner:
@@ -82,7 +74,7 @@ class LlamaRunner:
         # its position table, so one size bounds everything: n_ctx = n_batch = n_ubatch.
         limit = options.max_tokens or min(info.context, DEFAULT_MAX_TOKENS)
         self.max_tokens = max(8, min(limit, info.context))
-        self.flash_attn = use_flash_attn(options.flash_attn, self.max_tokens, info.heads)
+        self.flash_attn = options.flash_attn
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(info.path),
