@@ -127,24 +127,26 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
     with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
         if matrix:
             items = [query, *texts]
-            options = EmbedOptions(task=task, instruction=instruction, dimensions=dimensions,
-                                   truncate=truncate)
-            v = engine.embed(items, options).vectors
-            scores = (v @ v.T).tolist()
-            if as_json:
-                click.echo(json.dumps({"texts": items, "matrix": scores}))
-                return
-            width = max(len(_short(t)) for t in items)
-            for text, row in zip(items, scores, strict=True):
-                click.echo(f"{_short(text):<{width}}  " + " ".join(f"{s:6.3f}" for s in row))
+            scores = engine.matrix(items, EmbedOptions(
+                task=task, instruction=instruction, dimensions=dimensions, truncate=truncate))
+        else:
+            # Asymmetric retrieval by default: query prompt for the query, document for texts.
+            scores = engine.similarity(
+                query, texts,
+                EmbedOptions(task=task or "query", instruction=instruction,
+                             dimensions=dimensions, truncate=truncate),
+                EmbedOptions(task=task or "document", dimensions=dimensions,
+                             truncate=truncate),
+            )
+    if matrix:
+        if as_json:
+            click.echo(json.dumps({"texts": items, "matrix": scores.tolist()}))
             return
-        # Asymmetric retrieval by default: query prompt for the query, document for texts.
-        q_opts = EmbedOptions(task=task or "query", instruction=instruction,
-                              dimensions=dimensions, truncate=truncate)
-        d_opts = EmbedOptions(task=task or "document", dimensions=dimensions, truncate=truncate)
-        q = engine.embed([query], q_opts).vectors[0]
-        d = engine.embed(list(texts), d_opts).vectors
-        ranked = sorted(zip(texts, (d @ q).tolist(), strict=True), key=lambda x: -x[1])
+        width = max(len(_short(t)) for t in items)
+        for text, row in zip(items, scores, strict=True):
+            click.echo(f"{_short(text):<{width}}  " + " ".join(f"{s:6.3f}" for s in row))
+        return
+    ranked = sorted(zip(texts, scores.tolist(), strict=True), key=lambda x: -x[1])
     if as_json:
         click.echo(json.dumps([{"text": t, "score": s} for t, s in ranked]))
         return

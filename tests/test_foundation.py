@@ -212,3 +212,17 @@ def test_cli_runs_offline_with_the_starter_model(app_home: Path) -> None:
     ranked = json.loads(proc.stdout)
     assert ranked[0]["text"] == "Boil the spaghetti in salted water"
     assert (app_home / "models" / f"{STARTER_ID}.gguf").exists()
+
+
+def test_python_api_as_documented() -> None:
+    """The README's Python example, with the starter model."""
+    from localembed import load
+
+    with load() as engine:
+        result = engine.embed(["first text", "second"], task="document")
+        assert result.vectors.shape == (2, 384) and len(result.tokens) == 2
+        assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1.0, atol=1e-5)
+        scores = engine.similarity("cooking pasta", ["boil the spaghetti", "stock prices"])
+        assert scores[0] > scores[1]
+        m = engine.matrix(["a", "b", "c"])
+        assert m.shape == (3, 3) and np.allclose(np.diag(m), 1.0, atol=1e-5)

@@ -13,15 +13,15 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
-from localembed.engine.inspect import GGUFInfo, inspect_gguf
+from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions, probe
-from localembed.engine.postprocess import finish, l2_normalize
+from localembed.engine.postprocess import finish
 from localembed.families import TaskError, canonical_task
 
 TRUNCATE_MODES = ("end", "start", "none")
@@ -115,7 +115,7 @@ class Engine:
             "name": self.info.name,
             "architecture": self.info.arch,
             "family": self.family.name,
-            "pooling": {0: "none", 1: "mean", 2: "cls", 3: "last"}.get(self.info.pooling, "?"),
+            "pooling": POOLING_NAMES.get(self.info.pooling, "unknown"),
             "dimensions": self.dimensions,
             "matryoshka_dimensions": self.family.dimensions(self.dimensions),
             "context_length": self.info.context,
@@ -239,21 +239,24 @@ class Engine:
         items = [inputs] if isinstance(inputs, str) else list(inputs)
         return self.submit(items, options).result(timeout)
 
-    def similarity(self, query: str, texts: Sequence[str], query_task: str | None = None,
-                   document_task: str | None = None, dimensions: int | None = None
+    def similarity(self, query: str, texts: Sequence[str],
+                   query_options: EmbedOptions = EmbedOptions(task="query"),
+                   document_options: EmbedOptions = EmbedOptions(task="document")
                    ) -> np.ndarray:
-        """Cosine similarity of ``query`` against each of ``texts``."""
-        q = self.embed([query], EmbedOptions(task=query_task, dimensions=dimensions)).vectors
-        d = self.embed(list(texts), EmbedOptions(task=document_task,
-                                                 dimensions=dimensions)).vectors
-        return (d @ q[0]).astype(np.float32)
+        """Cosine similarity of ``query`` against each of ``texts``.
 
-    def matrix(self, texts: Sequence[str], task: str | None = None,
-               dimensions: int | None = None) -> np.ndarray:
-        """N x N cosine similarity matrix of ``texts``."""
-        v = l2_normalize(self.embed(list(texts), EmbedOptions(task=task,
-                                                              dimensions=dimensions)).vectors)
-        return (v @ v.T).astype(np.float32)
+        Retrieval is asymmetric for prompted models, hence separate options (query prompt for
+        the query, document prompt for the texts by default).
+        """
+        q = self.embed([query], replace(query_options, normalize=True)).vectors[0]
+        d = self.embed(list(texts), replace(document_options, normalize=True)).vectors
+        return d @ q
+
+    def matrix(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()
+               ) -> np.ndarray:
+        """N x N cosine similarity matrix of ``texts``, all embedded with ``options``."""
+        v = self.embed(list(texts), replace(options, normalize=True)).vectors
+        return v @ v.T
 
     def close(self) -> None:
         """Stop the worker and free the model; queued requests fail with EngineClosed."""
