@@ -14,7 +14,9 @@ from localembed.convert import DTYPES, ConversionError, convert_folder
 from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError, RunnerOptions
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
+from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config
 from localembed.store import ModelNotFound, resolve
+from localembed.tokenids import TOKEN_ID_MODES
 
 
 def _say(message: str) -> None:
@@ -73,10 +75,90 @@ def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
         engine.close()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["--help"]},  # -h is --host
+             invoke_without_command=True)
 @click.version_option(__version__, prog_name="localembed")
-def cli() -> None:
-    """localembed: a local embeddings server for GGUF models."""
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """localembed: a local embeddings server for GGUF models.
+
+    With no command, runs `serve` with its defaults.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@click.option("-h", "--host", default=None,
+              help=f"Interface to bind (default {DEFAULT_HOST}; keep it local).")
+@click.option("-p", "--port", type=int, default=None,
+              help=f"Port (default {DEFAULT_PORT}; 0 picks a free port).")
+@click.option("-m", "--model", default=None, help="Model id or .gguf path to serve.")
+@click.option("--threads", type=int, default=None, help="llama.cpp CPU threads.")
+@click.option("--gpu-layers", type=int, default=None, help="Layers to offload to the GPU.")
+@click.option("--http-threads", type=int, default=None, help="HTTP worker threads (16).")
+@click.option("--api-key", default=None, help="Require 'Authorization: Bearer KEY'.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow this browser origin (repeatable; local origins always are).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Accept this Host header besides localhost (repeatable).")
+@click.option("--token-ids", type=click.Choice(TOKEN_ID_MODES), default=None,
+              help="Token-id input is tiktoken cl100k_base (OpenAI clients) or the model's own.")
+def serve(host: str | None, port: int | None, model: str | None, threads: int | None,
+          gpu_layers: int | None, http_threads: int | None, api_key: str | None,
+          cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...],
+          token_ids: str | None) -> None:
+    """Serve the OpenAI-compatible (and Ollama-compatible) embeddings API.
+
+    Every option can also be set as LOCALEMBED_<OPTION> (e.g. LOCALEMBED_PORT) or in
+    config.json in the app's home directory.
+    """
+    import signal
+
+    from localembed.registry import Registry
+    from localembed.server import create_app, make_server, server_url
+
+    try:
+        config = load_config(host=host, port=port, model=model, threads=threads,
+                             gpu_layers=gpu_layers, http_threads=http_threads,
+                             api_key=api_key, cors_origins=cors_origins,
+                             allowed_hosts=allowed_hosts, token_ids=token_ids)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _say(f"Loading {config.model or 'the starter model'}...")
+    try:
+        registry = Registry(config.model, RunnerOptions(threads=config.threads,
+                                                        gpu_layers=config.gpu_layers))
+    except (ModelNotFound, ModelLoadError, ConversionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(config, registry)
+    try:
+        server = make_server(app, config)
+    except OSError as exc:
+        registry.close()
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}. "
+            "Choose another port with --port (0 picks a free one).") from exc
+    engine = registry.default
+    url = server_url(server)
+    click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
+               f"{engine.dimensions} dims, {engine.backend}) at {url}", err=True)
+    click.echo(f"OpenAI base URL: {url}/v1   Ollama: {url}   Ctrl-C stops.", err=True)
+    click.echo(url, nl=True)  # stdout: just the URL, for scripts (useful with --port 0)
+    sys.stdout.flush()
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        registry.close()
+        _say("localembed stopped.")
 
 
 def _read_texts(texts: tuple[str, ...], file: click.File | None) -> list[str]:

@@ -199,20 +199,24 @@ class Engine:
             param = "task" if "task" in str(exc) else "dimensions"
             raise InputError(str(exc), param=param) from exc
 
-    def submit(self, inputs: Sequence[Input], options: EmbedOptions = EmbedOptions()
-               ) -> Future:
+    def submit(self, inputs: Sequence[Input], options: EmbedOptions = EmbedOptions(),
+               max_total_tokens: int | None = None) -> Future:
         """Queue inputs for embedding; the future yields an ``EmbeddingResult``.
 
         Validation and tokenization happen here, in the caller's thread, so a bad request
-        fails at once and never reaches the worker.
+        (including one over ``max_total_tokens`` in all) fails at once and never reaches the
+        worker.
         """
         dimensions = self._check(options)
         with self._lock:
             if self._closed:
                 raise EngineClosed("the model has been unloaded")
             sequences = [self._prepare(item, options, i) for i, item in enumerate(inputs)]
+            counts = [len(s) for s in sequences]
+            if max_total_tokens is not None and sum(counts) > max_total_tokens:
+                raise InputError(f"the request holds {sum(counts)} tokens; at most "
+                                 f"{max_total_tokens} are allowed per request", param="input")
             raw = self.batcher.submit(sequences)
-        counts = [len(s) for s in sequences]
         result: Future = Future()
 
         def done(f: Future) -> None:

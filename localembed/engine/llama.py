@@ -106,7 +106,12 @@ class LlamaRunner:
 
         Control-token spellings inside user text stay literal text (no injection of EOS).
         """
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=special, special=False)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: valid in JSON strings, not in UTF-8
+            data = (text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+                    .encode("utf-8"))
+        return self.llm.tokenize(data, add_bos=special, special=False)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", "replace")

@@ -1,0 +1,138 @@
+"""The flask app factory and the waitress server around it.
+
+``create_app`` builds the whole HTTP API over a ``Registry`` of loaded models; tests pass their
+own registry and config, the CLI passes the user's. ``serve`` runs it under waitress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, g, request
+
+from localembed import __version__
+from localembed.registry import Registry
+from localembed.server import ollama, openai, security
+from localembed.server.errors import APIError, register_error_handlers
+from localembed.server.metrics import Metrics
+from localembed.server.openapi import openapi_document
+from localembed.server.parse import choice, get_engine, json_body, optional
+from localembed.server.state import ServerState, state
+from localembed.settings import ServerConfig
+from localembed.tokenids import Decoder, local_cl100k
+
+log = logging.getLogger("localembed.server")
+
+misc = Blueprint("misc", __name__)
+
+
+@misc.get("/")
+def index() -> dict:
+    return {"name": "localembed", "version": __version__, "openapi": "/openapi.json",
+            "embeddings": "/v1/embeddings"}
+
+
+@misc.get("/health")
+def health() -> dict:
+    registry = state().registry
+    engine = registry.default
+    return {"status": "ok", "version": __version__, "model": engine.id,
+            "backend": engine.backend, "loaded": [e.id for e in registry.loaded()]}
+
+
+@misc.get("/metrics")
+def metrics() -> Response:
+    st = state()
+    text = st.metrics.render(lambda: sum(e.batcher.queue_depth() for e in st.registry.loaded()))
+    return Response(text, mimetype="text/plain; version=0.0.4")
+
+
+@misc.get("/openapi.json")
+def openapi() -> dict:
+    return openapi_document()
+
+
+@misc.post("/tokenize")
+def tokenize() -> dict:
+    """The model's own token ids for a text (what the model will see, specials included)."""
+    from localembed.engine import EmbedOptions, InputError
+
+    body = json_body()
+    content = body.get("content", body.get("input"))
+    if not isinstance(content, str | list) or (
+            isinstance(content, list) and not all(isinstance(c, str) for c in content)):
+        raise APIError(400, "'content' must be a string or an array of strings.",
+                       param="content", code="invalid_type")
+    engine = get_engine(state().registry, body)
+    options = EmbedOptions(task=optional(body, "task", str, "a string"),  # type: ignore[arg-type]
+                           instruction=optional(body, "instruction", str,  # type: ignore[arg-type]
+                                                "a string"),
+                           truncate=choice(body, "truncate", ("end", "start", "none"),
+                                           "none"))  # type: ignore[arg-type]
+    texts = [content] if isinstance(content, str) else content
+    try:
+        tokens = [engine.prepare(t, options, i) for i, t in enumerate(texts)]
+    except InputError as exc:
+        raise APIError(400, str(exc), param=exc.param, code="invalid_value") from exc
+    return {"model": engine.id, "tokens": tokens[0] if isinstance(content, str) else tokens,
+            "count": sum(len(t) for t in tokens)}
+
+
+def create_app(config: ServerConfig | None = None, registry: Registry | None = None,
+               decoder: Decoder | None | Callable[[], Decoder | None] = local_cl100k) -> Flask:
+    """The localembed HTTP API.
+
+    ``registry`` defaults to one loading ``config.model``; ``decoder`` reads token-id input
+    (tiktoken's cl100k_base when cached locally).
+    """
+    from localembed.engine import RunnerOptions
+
+    config = config or ServerConfig()
+    if registry is None:
+        registry = Registry(config.model, RunnerOptions(threads=config.threads,
+                                                        gpu_layers=config.gpu_layers))
+    if callable(decoder) and not hasattr(decoder, "decode"):
+        decoder = decoder()
+    app = Flask("localembed", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["localembed"] = ServerState(config, registry, decoder, Metrics())
+    security.install(app, config)
+    register_error_handlers(app)
+    app.register_blueprint(misc)
+    app.register_blueprint(openai.bp)
+    app.register_blueprint(ollama.bp)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        state().metrics.observe(rule, response.status_code,
+                                time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
+
+    return app
+
+
+def make_server(app: Flask, config: ServerConfig):  # type: ignore[no-untyped-def]
+    """A waitress server bound to config.host:config.port (port 0 picks a free one)."""
+    from waitress.server import create_server
+
+    # Waitress's own limit answers in plain text, so it sits well above flask's, which answers
+    # 413 in the client's error shape. Waitress spills bodies over 512 KiB to a temp file, so
+    # the higher cap bounds disk, not memory.
+    return create_server(app, host=config.host, port=config.port,
+                         threads=config.http_threads,
+                         max_request_body_size=max(4 * config.max_body_bytes, 256 * 2**20),
+                         ident="localembed", clear_untrusted_proxy_headers=True)
+
+
+def server_url(server) -> str:  # type: ignore[no-untyped-def]
+    host = server.effective_host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{server.effective_port}"

@@ -1,0 +1,91 @@
+"""Errors in each dialect's own shape, for every failure the server can meet.
+
+OpenAI clients parse ``{"error": {"message", "type", "param", "code"}}``; Ollama clients parse
+``{"error": "..."}``. Which one a request gets depends only on its path, so even a 404 for an
+unknown route or a 413 for a huge body is answered in the shape its client understands, and no
+failure ever reaches the client as an HTML page or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("localembed.server")
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+          415: "unsupported_media_type"}
+
+
+class APIError(Exception):
+    """A request failure to report to the client; never logged as a server fault."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None, type_: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type_ or _TYPES.get(status, "server_error" if status >= 500 else
+                                        "invalid_request_error")
+
+
+def is_ollama_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+def error_response(error: APIError) -> Response:
+    """The error in the shape the requested path's dialect uses."""
+    if is_ollama_path(request.path):
+        body = {"error": error.message}
+    else:
+        body = {"error": {"message": error.message, "type": error.type, "param": error.param,
+                          "code": error.code}}
+    response = jsonify(body)
+    response.status_code = error.status
+    return response
+
+
+def _from_http(exc: HTTPException) -> APIError:
+    status = exc.code or 500
+    if status == 404:
+        message = f"Unknown request URL: {request.method} {request.path}"
+    elif status == 405:
+        message = f"Method {request.method} is not allowed for {request.path}"
+    elif status == 413:
+        message = "Request body too large"
+    else:
+        message = exc.description or exc.name
+    return APIError(status, message, code=_CODES.get(status))
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def api_error(exc: APIError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        response = error_response(_from_http(exc))
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(APIError(500, f"Internal server error: {type(exc).__name__}",
+                                       code="internal_error", type_="server_error"))

@@ -1,0 +1,98 @@
+"""Ollama-compatible routes for tools that speak Ollama's API (/api/embed, /api/tags, ...)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint
+
+from localembed import __version__
+from localembed.engine import EmbedOptions
+from localembed.engine.inspect import ModelLoadError, inspect_gguf
+from localembed.server.errors import APIError
+from localembed.server.parse import (
+    get_engine,
+    json_body,
+    optional,
+    positive_int,
+    run_embedding,
+)
+from localembed.server.state import state
+from localembed.store import installed, resolve
+
+bp = Blueprint("ollama", __name__)
+
+
+def _texts(body: dict, key: str) -> list[str]:
+    value = body.get(key)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if len(value) > state().config.max_inputs:
+            raise APIError(400, f"at most {state().config.max_inputs} inputs per request")
+        return value
+    raise APIError(400, f"'{key}' must be a string or a non-empty array of strings")
+
+
+@bp.post("/api/embed")
+def embed() -> dict:
+    st = state()
+    body = json_body()
+    texts = _texts(body, "input")
+    truncate = optional(body, "truncate", bool, "true or false")
+    options = EmbedOptions(dimensions=positive_int(body, "dimensions"),
+                           task=optional(body, "task", str, "a string"),  # type: ignore[arg-type]
+                           truncate="none" if truncate is False else "end")
+    started = time.perf_counter()
+    engine = get_engine(st.registry, body)
+    loaded = time.perf_counter()
+    result = run_embedding(engine, texts, options, st.config)
+    st.metrics.count_work(len(texts), result.total_tokens)
+    return {
+        "model": body.get("model") or engine.id,
+        "embeddings": result.vectors.tolist(),
+        "total_duration": int((time.perf_counter() - started) * 1e9),
+        "load_duration": int((loaded - started) * 1e9),
+        "prompt_eval_count": result.total_tokens,
+    }
+
+
+@bp.post("/api/embeddings")
+def embeddings() -> dict:
+    """Ollama's legacy single-prompt form."""
+    st = state()
+    body = json_body()
+    prompt = optional(body, "prompt", str, "a string")
+    if prompt is None:
+        raise APIError(400, "'prompt' is required")
+    engine = get_engine(st.registry, body)
+    result = run_embedding(engine, [prompt], EmbedOptions(), st.config)
+    st.metrics.count_work(1, result.total_tokens)
+    return {"embedding": result.vectors[0].tolist()}
+
+
+@bp.get("/api/tags")
+def tags() -> dict:
+    models = []
+    for model_id in installed():
+        try:
+            info = inspect_gguf(resolve(model_id)[1])
+        except (ModelLoadError, LookupError):
+            continue
+        modified = datetime.fromtimestamp(info.path.stat().st_mtime, tz=timezone.utc)
+        models.append({
+            "name": f"{model_id}:latest",
+            "model": f"{model_id}:latest",
+            "modified_at": modified.isoformat(),
+            "size": info.size,
+            "digest": "",
+            "details": {"format": "gguf", "family": info.arch, "families": [info.arch],
+                        "parameter_size": "", "quantization_level": info.file_type},
+        })
+    return {"models": models}
+
+
+@bp.get("/api/version")
+def version() -> dict:
+    return {"version": __version__}

@@ -1,0 +1,80 @@
+"""Request guards: DNS-rebinding protection, CORS and the optional API key.
+
+A server on 127.0.0.1 is still reachable from any web page the user visits: a page can POST to
+localhost (CSRF) or rebind its own hostname to 127.0.0.1 (DNS rebinding). So requests must name
+a local Host (or a configured one), requests from foreign browser origins are refused outright
+rather than merely left without CORS headers, and an API key can be required on top.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
+
+from localembed.server.errors import APIError
+from localembed.settings import ServerConfig
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+OPEN_PATHS = ("/health",)  # liveness checks never need the key
+
+
+def _hostname(host_header: str) -> str:
+    """The host part of a Host header: 'a:1' -> 'a', '[::1]:1' -> '::1'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host_header: str, config: ServerConfig) -> bool:
+    name = _hostname(host_header)
+    allowed = {h.lower() for h in config.allowed_hosts}
+    return name in LOCAL_HOSTS or name in allowed or "*" in allowed
+
+
+def origin_allowed(origin: str, config: ServerConfig) -> bool:
+    if origin in config.cors_origins or "*" in config.cors_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in LOCAL_HOSTS
+
+
+def _key_from_request() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def install(app: Flask, config: ServerConfig) -> None:
+    @app.before_request
+    def guard() -> Response | None:
+        if not host_allowed(request.host, config):
+            raise APIError(403, f"Host '{request.host}' is not allowed; add it with "
+                                "--allowed-host to serve it.", code="host_not_allowed")
+        origin = request.headers.get("Origin")
+        if origin and not origin_allowed(origin, config):
+            raise APIError(403, f"Origin '{origin}' is not allowed; add it with "
+                                "--cors-origin to serve it.", code="origin_not_allowed")
+        if request.method == "OPTIONS" and origin:  # CORS preflight: answered here
+            return Response(status=204)
+        if config.api_key and request.path not in OPEN_PATHS:
+            given = _key_from_request()
+            if given is None or not hmac.compare_digest(given.encode(), config.api_key.encode()):
+                raise APIError(401, "Missing or invalid API key: send "
+                                    "'Authorization: Bearer <key>'.", code="invalid_api_key")
+        return None
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin_allowed(origin, config):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, X-API-Key")
+            response.headers["Access-Control-Max-Age"] = "600"
+        response.headers.add("Vary", "Origin")
+        return response

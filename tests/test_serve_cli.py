@@ -1,0 +1,81 @@
+"""`localembed serve` as a real process, and where its settings come from."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from localembed.settings import DEFAULT_PORT, load_config
+
+
+def start_serve(*args: str, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "LOCALEMBED_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "localembed", "serve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_serve_prints_url_serves_and_stops_cleanly(synthetic, app_home: Path) -> None:
+    proc = start_serve("--port", "0", "--model", str(synthetic("bert")), home=app_home)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        with urllib.request.urlopen(url + "/health", timeout=30) as resp:
+            assert json.load(resp)["status"] == "ok"
+        req = urllib.request.Request(url + "/v1/embeddings", data=b'{"input": "hi"}',
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert len(json.load(resp)["data"][0]["embedding"]) == 64
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "serving" in err and "stopped" in err and "Traceback" not in err
+
+
+def test_port_in_use_is_a_clear_error(synthetic, app_home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = start_serve("--port", str(port), "--model", str(synthetic("bert")),
+                           home=app_home)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "Traceback" not in err
+
+
+def test_settings_precedence(app_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config().port == DEFAULT_PORT not in (11434, 1234, 8080, 1337)
+    assert load_config().host == "127.0.0.1"
+    app_home.mkdir(parents=True, exist_ok=True)
+    (app_home / "config.json").write_text(json.dumps(
+        {"port": 9001, "api_key": "from-file", "cors_origins": ["https://a.example"]}))
+    config = load_config()
+    assert (config.port, config.api_key, config.cors_origins) == (
+        9001, "from-file", ("https://a.example",))
+    monkeypatch.setenv("LOCALEMBED_PORT", "9002")
+    monkeypatch.setenv("LOCALEMBED_CORS_ORIGINS", "https://b.example, https://c.example")
+    config = load_config()
+    assert config.port == 9002 and config.cors_origins == ("https://b.example",
+                                                           "https://c.example")
+    assert load_config(port=9003).port == 9003
+    (app_home / "config.json").write_text('{"prot": 1}')
+    with pytest.raises(ValueError, match="unknown settings prot"):
+        load_config()
+
+
+def test_bad_config_is_a_message_not_a_traceback(app_home: Path) -> None:
+    app_home.mkdir(parents=True, exist_ok=True)
+    (app_home / "config.json").write_text("{not json")
+    proc = start_serve(home=app_home)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "config.json" in err and "Traceback" not in err
