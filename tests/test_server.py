@@ -384,3 +384,22 @@ def test_32_concurrent_clients_get_sequential_results(starter_gguf) -> None:
     # ~1e-4 here: CPU kernels tile differently per batch size), never by a wrong pairing.
     assert worst[0] <= 2e-4
     print(f"640 requests, max deviation {worst[0]:.2e}, {decodes} decode calls")
+
+
+def test_broken_installed_model_and_token_limit(synthetic, app_home: Path) -> None:
+    models = app_home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "broken.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    good = synthetic("bert")
+    (models / "tiny-bert.gguf").write_bytes(good.read_bytes())
+    with running(ServerConfig(max_request_tokens=50), good) as (url, _):
+        status, body, _ = call(url, "/v1/embeddings", {"input": "a", "model": "broken"})
+        assert status == 500 and body["error"]["code"] == "model_load_failed"
+        assert "broken.gguf" in body["error"]["message"]
+        status, body, _ = call(url, "/v1/embeddings", {"input": ["word " * 30] * 2})
+        assert status == 400 and body["error"]["code"] == "too_many_tokens"
+        # Another installed model loads on first use and answers under its own id.
+        status, body, _ = call(url, "/v1/embeddings", {"input": "a", "model": "tiny-bert"})
+        assert status == 200 and body["model"] == "tiny-bert"
+        ids = [m["id"] for m in call(url, "/v1/models")[1]["data"]]
+        assert {"tiny-bert", "broken"} <= set(ids)

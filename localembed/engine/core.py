@@ -32,9 +32,11 @@ Input = str | Sequence[int]
 class InputError(ValueError):
     """A request the model cannot serve as asked (too long, bad token id, bad option)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None,
+                 code: str = "invalid_value") -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class Engine:
                 raise InputError(
                     f"input {index} is {len(body) + len(self._head) + len(self._tail)} tokens "
                     f"long; this model takes at most {self.max_tokens}. Shorten it or set "
-                    "truncate to 'end' or 'start'", param="input",
+                    "truncate to 'end' or 'start'", param="input", code="context_length_exceeded",
                 )
             if options.truncate == "end":
                 body = body[:room]
@@ -215,7 +217,8 @@ class Engine:
             counts = [len(s) for s in sequences]
             if max_total_tokens is not None and sum(counts) > max_total_tokens:
                 raise InputError(f"the request holds {sum(counts)} tokens; at most "
-                                 f"{max_total_tokens} are allowed per request", param="input")
+                                 f"{max_total_tokens} are allowed per request", param="input",
+                                 code="too_many_tokens")
             raw = self.batcher.submit(sequences)
         result: Future = Future()
 

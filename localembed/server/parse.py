@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 from flask import request
 
-from localembed.engine import EmbeddingResult, EmbedOptions, Engine, EngineClosed, InputError
+from localembed.engine import (
+    EmbeddingResult,
+    EmbedOptions,
+    Engine,
+    EngineClosed,
+    InputError,
+    ModelLoadError,
+)
 from localembed.engine.core import TRUNCATE_MODES, Input
 from localembed.registry import Registry
 from localembed.server.errors import APIError
@@ -138,6 +145,9 @@ def get_engine(registry: Registry, body: dict) -> Engine:
     except ModelNotFound as exc:
         raise APIError(404, f"The model '{name}' does not exist or is not installed. "
                             f"{exc}", param="model", code="model_not_found") from exc
+    except ModelLoadError as exc:
+        raise APIError(500, f"The model '{name}' could not be loaded: {exc}", param="model",
+                       code="model_load_failed", type_="server_error") from exc
 
 
 def run_embedding(engine: Engine, inputs: list[Input], options: EmbedOptions,
@@ -147,8 +157,7 @@ def run_embedding(engine: Engine, inputs: list[Input], options: EmbedOptions,
         future = engine.submit(inputs, options, max_total_tokens=config.max_request_tokens)
         return future.result(timeout=config.request_timeout)
     except InputError as exc:
-        code = "context_length_exceeded" if "at most" in str(exc) else "invalid_value"
-        raise APIError(400, str(exc), param=exc.param, code=code) from exc
+        raise APIError(400, str(exc), param=exc.param, code=exc.code) from exc
     except EngineClosed as exc:
         raise APIError(503, f"{exc}; retry the request.", code="model_unloaded",
                        type_="server_error") from exc
