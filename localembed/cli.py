@@ -128,7 +128,8 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     _say(f"Loading {config.model or 'the starter model'}...")
     try:
         registry = Registry(config.model, RunnerOptions(threads=config.threads,
-                                                        gpu_layers=config.gpu_layers))
+                                                        gpu_layers=config.gpu_layers),
+                            keep_alive=config.keep_alive)
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     app = create_app(config, registry)
@@ -242,23 +243,31 @@ def _short(text: str, limit: int = 30) -> str:
 
 
 @cli.command()
-@model_options
+@click.option("-m", "--model", default=None, help="Also load this model and describe it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(model: str | None, threads: int | None, gpu_layers: int | None,
-         max_tokens: int | None, flash_attn: bool, as_json: bool) -> None:
-    """Show directories, versions, the compute backend and the model's details."""
+def info(model: str | None, as_json: bool) -> None:
+    """Show directories, versions, compute backend, disk use (and a model's details)."""
     import llama_cpp
 
-    from localembed.settings import home_dir, models_dir
+    from localembed.engine import gpu_backend
+    from localembed.settings import config_path, home_dir, models_dir
+    from localembed.store import default_model_id, disk_usage, installed
 
-    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
-        data = {
-            "version": __version__,
-            "llama_cpp_python": llama_cpp.__version__,
-            "home": str(home_dir()),
-            "models_dir": str(models_dir()),
-            "model": engine.describe(),
-        }
+    data: dict = {
+        "version": __version__,
+        "llama_cpp_python": llama_cpp.__version__,
+        "python": sys.version.split()[0],
+        "backend": gpu_backend() or "cpu",
+        "home": str(home_dir()),
+        "models_dir": str(models_dir()),
+        "config_file": str(config_path()),
+        "disk_use_bytes": disk_usage(),
+        "installed": installed(),
+        "default_model": default_model_id(_configured_model()),
+    }
+    if model:
+        with open_engine(model, None, None, None) as engine:
+            data["model"] = engine.describe()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -268,7 +277,177 @@ def info(model: str | None, threads: int | None, gpu_layers: int | None,
             for k, v in value.items():
                 click.echo(f"  {k}: {v}")
         else:
-            click.echo(f"{key}: {value}")
+            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def _configured_model() -> str | None:
+    try:
+        return load_config().model
+    except ValueError:
+        return None
+
+
+def _server_url() -> str:
+    config = load_config()
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    return f"http://{host}:{config.port}"
+
+
+def _server_call(method: str, path: str) -> dict | None:
+    """Ask a running localembed server (at the configured port); None if none answers."""
+    import urllib.error
+    import urllib.request
+
+    config = load_config()
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    req = urllib.request.Request(_server_url() + path, method=method, headers=headers,
+                                 data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        raise click.ClickException(body.get("error", {}).get("message", str(exc))) from exc
+    except (OSError, ValueError):
+        return None
+
+
+@cli.command()
+@click.argument("model")
+def pull(model: str) -> None:
+    """Download a catalog MODEL from the Hugging Face Hub (resumable, verified)."""
+    from localembed.pull import PullCancelled, PullError, PullTask
+    from localembed.pull import pull as do_pull
+
+    task = PullTask(model)
+    width = 30
+    last = [0.0]
+
+    def show(p) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        now = time.monotonic()
+        if p.status == "downloading" and now - last[0] < 0.2 and p.downloaded != p.total:
+            return
+        last[0] = now
+        if p.status == "downloading" and p.total:
+            filled = int(width * p.downloaded / p.total)
+            eta = f"{int(p.eta // 60)}:{int(p.eta % 60):02d}" if p.eta is not None else "--:--"
+            line = (f"\r{p.model} [{'#' * filled}{'.' * (width - filled)}] {p.percent:5.1f}% "
+                    f"{_size(p.downloaded)}/{_size(p.total)} {_size(p.speed)}/s ETA {eta}  ")
+            click.echo(line, nl=False, err=True)
+        elif p.status in ("checking", "verifying"):
+            click.echo(f"\r{p.model}: {p.status}...{' ' * 40}", nl=False, err=True)
+
+    task.listen(show)
+    try:
+        path = do_pull(model, task)
+    except PullCancelled:
+        click.echo("", err=True)
+        raise click.ClickException("cancelled; run the same pull again to resume") from None
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        raise click.ClickException("interrupted; run the same pull again to resume") from None
+    except PullError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"\r{task.progress.model}: installed {path} ({_size(path.stat().st_size)})"
+               f"{' ' * 20}", err=True)
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+@cli.command(name="ls")
+@click.option("--catalog", "show_catalog", is_flag=True, help="List models that can be pulled.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_models(show_catalog: bool, as_json: bool) -> None:
+    """List installed models (* default, + loaded in a running server)."""
+    from localembed.catalog import CATALOG
+    from localembed.store import default_model_id, describe, installed
+
+    if show_catalog:
+        have = set(installed())
+        rows = [{"id": e.id, "family": e.family, "quantization": e.quantization,
+                 "dimensions": e.dimensions, "size_bytes": e.size, "installed": e.id in have,
+                 "recommended": e.recommended, "description": e.description} for e in CATALOG]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            mark = "installed" if r["installed"] else ""
+            click.echo(f"{r['id']:<32} {r['family']:<16} {r['quantization']:<7} "
+                       f"{r['dimensions']:>5}d {_size(r['size_bytes']):>9}  {mark}")
+        return
+    default = default_model_id(_configured_model())
+    health = _server_call("GET", "/health") or {}
+    loaded = set(health.get("loaded", []))
+    rows = []
+    for model_id in installed():
+        info = describe(model_id) if model_id != "all-minilm-l6-v2" or _starter_ready() else {
+            "id": model_id, "family": "bert", "quantization": "F16", "dimensions": 384,
+            "size_bytes": 0}
+        info["default"] = model_id == default
+        info["loaded"] = model_id in loaded
+        rows.append(info)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"  {'ID':<32} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} {'SIZE':>9}")
+    for r in rows:
+        mark = ("*" if r["default"] else " ") + ("+" if r["loaded"] else " ")
+        click.echo(f"{mark}{r['id']:<32} {r.get('family', '?'):<16} "
+                   f"{r.get('quantization', '?'):<7} {r.get('dimensions', '?'):>5} "
+                   f"{_size(r.get('size_bytes')):>9}")
+
+
+def _starter_ready() -> bool:
+    from localembed.starter import starter_path
+
+    return starter_path().exists()
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--force", is_flag=True, help="Unload it from a running server first.")
+def rm(model: str, force: bool) -> None:
+    """Remove an installed MODEL (refused while a running server has it loaded)."""
+    from localembed.store import StoreError, remove
+
+    health = _server_call("GET", "/health") or {}
+    if model in health.get("loaded", []):
+        if not force:
+            raise click.ClickException(
+                f"{model} is loaded by the server at {_server_url()}; use --force to unload "
+                "and remove it")
+        _server_call("POST", f"/v1/models/{model}/unload")
+    try:
+        remove(model)
+    except (StoreError, ModelNotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"removed {model}", err=True)
+
+
+@cli.command(name="import")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--id", "model_id", default=None, help="Model id (default: from the file name).")
+def import_cmd(path: str, model_id: str | None) -> None:
+    """Install a .gguf file (validated) or convert a sentence-transformers BERT folder."""
+    from localembed.store import StoreError, import_model
+
+    try:
+        new_id = import_model(path, model_id, progress=_say)
+    except (StoreError, ModelLoadError, ConversionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"imported {new_id}", err=True)
+    click.echo(new_id)
 
 
 @cli.command()

@@ -1,16 +1,18 @@
 """Loaded models, by id: what the server asks for an engine.
 
-One place decides which names mean which model (ids, ``default``, Ollama-style ``:latest``
-tags, the OpenAI model names clients send out of habit) and loads models on first use, so that
-HTTP views never touch files.
+One place decides which names mean which model (ids, catalog aliases, ``default``, Ollama-style
+``:latest`` tags, the OpenAI model names clients send out of habit), loads models on first use,
+switches the default, and unloads models, always letting requests already queued finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 
 from localembed.engine import Engine, RunnerOptions
-from localembed.store import ModelNotFound, resolve
+from localembed.store import ModelNotFound, StoreError, default_model_id, resolve
 
 # Clients written for OpenAI often keep their model name; they get the default model.
 OPENAI_NAMES = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
@@ -20,13 +22,21 @@ class Registry:
     """The engines the server has loaded; thread-safe."""
 
     def __init__(self, default_model: str | None = None,
-                 options: RunnerOptions | None = None) -> None:
+                 options: RunnerOptions | None = None, keep_alive: float = 0) -> None:
         self.options = options or RunnerOptions()
+        self.keep_alive = keep_alive  # seconds a non-default model may idle; 0 = forever
         self._engines: dict[str, Engine] = {}
-        self._lock = threading.Lock()
-        model_id, path = resolve(default_model, allow_path=True)
+        self._used: dict[str, float] = {}
+        self._lock = threading.RLock()
+        model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
         self._engines[model_id] = Engine(path, model_id=model_id, options=self.options)
+        self._reaper: threading.Thread | None = None
+        self._stop = threading.Event()
+        if keep_alive > 0:
+            self._reaper = threading.Thread(target=self._reap, name="localembed-keepalive",
+                                            daemon=True)
+            self._reaper.start()
 
     @property
     def default(self) -> Engine:
@@ -42,22 +52,66 @@ class Registry:
         """The engine for ``name``, loading an installed model on first use."""
         model_id = self.canonical(name)
         engine = self._engines.get(model_id)
-        if engine is not None:
-            return engine
+        if engine is None:
+            engine = self.load(model_id)
+        self._used[engine.id] = time.monotonic()
+        return engine
+
+    def load(self, name: str) -> Engine:
         with self._lock:
+            try:
+                model_id, path = resolve(name)
+            except StoreError as exc:
+                raise ModelNotFound(str(exc)) from exc
             if model_id not in self._engines:
-                model_id, path = resolve(model_id)  # ModelNotFound for unknown/unsafe names
                 self._engines[model_id] = Engine(path, model_id=model_id, options=self.options)
+            self._used[model_id] = time.monotonic()
             return self._engines[model_id]
+
+    def set_default(self, name: str, unload_previous: bool = True) -> Engine:
+        """Serve ``name`` as the default: loaded first, then switched, then the old one is
+        unloaded after finishing what was queued for it."""
+        engine = self.load(self.canonical(name))
+        with self._lock:
+            previous, self.default_id = self.default_id, engine.id
+        if unload_previous and previous != engine.id:
+            self.unload(previous)
+        return engine
+
+    def unload(self, name: str) -> bool:
+        """Free a model; requests already queued for it are still served. The default model
+        stays (switch the default first)."""
+        model_id = self.canonical(name)
+        with self._lock:
+            if model_id == self.default_id:
+                raise StoreError(f"{model_id} is the default model; switch the default first")
+            engine = self._engines.pop(model_id, None)
+            self._used.pop(model_id, None)
+        if engine is None:
+            return False
+        engine.close(drain=True)
+        return True
+
+    def is_loaded(self, model_id: str) -> bool:
+        return model_id in self._engines
 
     def loaded(self) -> list[Engine]:
         return list(self._engines.values())
 
+    def _reap(self) -> None:
+        while not self._stop.wait(min(5.0, self.keep_alive)):
+            now = time.monotonic()
+            for model_id, used in list(self._used.items()):
+                if model_id != self.default_id and now - used > self.keep_alive:
+                    with contextlib.suppress(StoreError):
+                        self.unload(model_id)
+
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
-            for engine in self._engines.values():
-                engine.close()
-            self._engines.clear()
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()
 
 
 __all__ = ["ModelNotFound", "OPENAI_NAMES", "Registry"]

@@ -56,6 +56,7 @@ class ServerConfig:
     max_request_tokens: int = 1_000_000
     token_ids: str = "tiktoken"  # how to read token-id input: "tiktoken" or "model"
     request_timeout: float = 600.0
+    keep_alive: float = 300.0  # seconds a non-default model stays loaded unused; 0 = forever
 
 
 def _coerce(name: str, raw: object) -> object:
@@ -103,3 +104,16 @@ def load_config(**overrides: object) -> ServerConfig:
                 raise ValueError(f"LOCALEMBED_{name.upper()}: {exc}") from exc
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
     return ServerConfig(**values)  # type: ignore[arg-type]
+
+
+def save_setting(name: str, value: object) -> None:
+    """Persist one setting in config.json (the web UI's Set-as-default, for instance)."""
+    if name not in {f.name for f in fields(ServerConfig)}:
+        raise ValueError(f"unknown setting {name}")
+    path = config_path()
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)

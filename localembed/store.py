@@ -1,23 +1,35 @@
-"""Models on disk: turn a model name from a user into a GGUF path.
+"""Models on disk: names to paths, listing, removal, import, the default model.
 
-Model ids are plain names (``all-minilm-l6-v2``) for files in the model directory; anything that
-looks like a path must be given as an existing ``.gguf`` file explicitly, so a name received
-over HTTP can never walk out of the model directory.
+Model ids are plain names (``all-minilm-l6-v2``) for ``<id>.gguf`` files in the model directory;
+anything that looks like a path must be given as an existing ``.gguf`` file explicitly (CLI
+only), so a name received over HTTP can never walk out of the model directory.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from localembed.catalog import CATALOG, STARTER, lookup
 from localembed.settings import models_dir
 from localembed.starter import STARTER_ID, ensure_starter
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+RECOMMENDED = next(e.id for e in CATALOG if e.recommended)
 
 
 class ModelNotFound(LookupError):
     """No installed model has that name."""
+
+
+class StoreError(Exception):
+    """A model operation that cannot be done; the message says why."""
 
 
 def valid_id(name: str) -> bool:
@@ -25,27 +37,129 @@ def valid_id(name: str) -> bool:
     return bool(_ID_RE.match(name)) and ".." not in name
 
 
+def check_id(name: str) -> str:
+    if not valid_id(name):
+        raise StoreError(f"invalid model name {name!r}: use letters, digits, '.', '_', '-' "
+                         "(no paths)")
+    return name
+
+
+def model_path(model_id: str) -> Path:
+    return models_dir() / f"{check_id(model_id)}.gguf"
+
+
 def installed() -> list[str]:
     """Ids of installed models (the starter counts as installed: it is always available)."""
-    ids = {p.stem for p in models_dir().glob("*.gguf")}
+    ids = {p.stem for p in models_dir().glob("*.gguf") if valid_id(p.stem)}
     ids.add(STARTER_ID)
     return sorted(ids)
 
 
+def default_model_id(configured: str | None = None) -> str:
+    """The configured model, else the recommended one once pulled, else the starter."""
+    if configured:
+        return configured
+    if (models_dir() / f"{RECOMMENDED}.gguf").exists():
+        return RECOMMENDED
+    return STARTER_ID
+
+
 def resolve(name: str | None, allow_path: bool = False) -> tuple[str, Path]:
     """(id, path) for a model id, or for a .gguf path when ``allow_path`` (CLI only)."""
-    if name is None or name in ("default", STARTER_ID):
+    if name is None or name == "default":
+        name = default_model_id()
+    if name == STARTER_ID:
         return STARTER_ID, ensure_starter()
     if allow_path and (name.endswith(".gguf") or "/" in name or "\\" in name):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ModelNotFound(f"no such model file: {path}")
         return path.stem, path.resolve()
+    entry = lookup(name) if valid_id(name) else None
+    if entry is not None:
+        name = entry.id
     if not valid_id(name):
         raise ModelNotFound(f"invalid model name {name!r}")
     path = models_dir() / f"{name}.gguf"
     if not path.is_file():
+        hint = f"; pull it with `localembed pull {name}`" if entry else ""
         raise ModelNotFound(
-            f"model {name!r} is not installed; installed: {', '.join(installed())}"
-        )
+            f"model {name!r} is not installed{hint}; installed: {', '.join(installed())}")
     return name, path
+
+
+def describe(model_id: str) -> dict:
+    """What `ls`, /v1/models and the web UI show about an installed model (no loading)."""
+    from localembed.engine.inspect import ModelLoadError, inspect_gguf
+
+    _, path = resolve(model_id)
+    info: dict = {"id": model_id, "path": str(path), "size_bytes": path.stat().st_size,
+                  "modified": path.stat().st_mtime}
+    entry = lookup(model_id)
+    if entry:
+        info.update(description=entry.description, license=entry.license, repo=entry.repo)
+    elif model_id == STARTER_ID:
+        info.update(description=STARTER["description"], license=STARTER["license"])
+    meta = models_dir() / f"{model_id}.json"
+    if meta.exists():
+        info["source"] = json.loads(meta.read_text())
+    try:
+        gguf = inspect_gguf(path)
+    except ModelLoadError as exc:
+        info["error"] = str(exc)
+        return info
+    info.update(family=gguf.family.name, architecture=gguf.arch, quantization=gguf.file_type,
+                dimensions=gguf.hidden, context_length=gguf.context,
+                matryoshka_dimensions=gguf.family.dimensions(gguf.hidden))
+    return info
+
+
+def remove(model_id: str) -> None:
+    """Delete an installed model's files."""
+    check_id(model_id)
+    if model_id == STARTER_ID:
+        raise StoreError("the starter model is built in and cannot be removed")
+    path = models_dir() / f"{model_id}.gguf"
+    if not path.exists():
+        raise ModelNotFound(f"model {model_id!r} is not installed")
+    path.unlink()
+    (models_dir() / f"{model_id}.json").unlink(missing_ok=True)
+
+
+def import_model(source: str | os.PathLike[str], model_id: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> str:
+    """Install a .gguf file (validated, probed) or convert a sentence-transformers folder."""
+    from localembed.convert import convert_folder
+    from localembed.engine.inspect import inspect_gguf
+    from localembed.engine.llama import probe
+
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise StoreError(f"{src} does not exist")
+    model_id = check_id(model_id or re.sub(r"[^A-Za-z0-9._-]", "-", src.stem).lower().strip("-."))
+    target = models_dir() / f"{model_id}.gguf"
+    if target.exists() or model_id == STARTER_ID:
+        raise StoreError(f"a model named {model_id!r} is already installed; choose another "
+                         "name with --id or remove it first")
+    say = progress or (lambda _m: None)
+    if src.is_dir():
+        convert_folder(src, target, dtype="f16", progress=say)
+    else:
+        info = inspect_gguf(src)  # ModelLoadError for anything unservable
+        say(f"checking {src.name} ({info.arch}, {info.family.name}) in a separate process")
+        probe(info)
+        fd, tmp = tempfile.mkstemp(prefix=f".{model_id}.", suffix=".part", dir=models_dir())
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    (models_dir() / f"{model_id}.json").write_text(json.dumps(
+        {"id": model_id, "imported_from": str(src.resolve()), "imported_at": time.time()},
+        indent=2))
+    return model_id
+
+
+def disk_usage() -> int:
+    return sum(p.stat().st_size for p in models_dir().rglob("*") if p.is_file())

@@ -63,6 +63,7 @@ class Batcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: deque[tuple[_Job, int]] = deque()
         self._closed = threading.Event()
+        self._drain = False
         self._thread = threading.Thread(target=self._run, name=f"localembed-{name}", daemon=True)
         self._thread.start()
 
@@ -82,10 +83,16 @@ class Batcher:
         """Sequences waiting (approximate: read without locking, for metrics)."""
         return len(self._pending) + self._queue.qsize()
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop after the batch in flight; requests still queued fail with EngineClosed."""
+    def close(self, timeout: float | None = None, drain: bool = False) -> None:
+        """Stop the worker and free the model.
+
+        With ``drain`` every request queued before the call is still served (how a model is
+        unloaded or switched without dropping work in flight); otherwise they fail with
+        EngineClosed after the batch in flight.
+        """
         if self._closed.is_set():
             return
+        self._drain = drain
         self._closed.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
@@ -102,16 +109,20 @@ class Batcher:
         return True
 
     def _run(self) -> None:
-        running = True
-        while running:
+        stopping = False
+        while True:
             if not self._pending:
-                running = self._take(self._queue.get())
-            while running:
+                if stopping:
+                    break
+                stopping = not self._take(self._queue.get())
+            while not stopping:
                 try:
-                    running = self._take(self._queue.get_nowait())
+                    stopping = not self._take(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if running and self._pending:
+            if stopping and not self._drain:
+                break
+            if self._pending:
                 for batch in self._next_batches():
                     self._decode(batch)
         self._fail_pending()

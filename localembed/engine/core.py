@@ -265,11 +265,19 @@ class Engine:
         v = self.embed(list(texts), replace(options, normalize=True)).vectors
         return v @ v.T
 
-    def close(self) -> None:
-        """Stop the worker and free the model; queued requests fail with EngineClosed."""
+    def close(self, drain: bool = False) -> None:
+        """Stop the worker and free the model.
+
+        ``drain`` serves every request already submitted first (unloading without dropping
+        work); otherwise queued requests fail with EngineClosed. New submissions fail at once.
+        """
         with self._lock:
             self._closed = True
-        self.batcher.close()
+        self.batcher.close(drain=drain)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> Engine:
         return self

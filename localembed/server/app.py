@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, g, request
 
 from localembed import __version__
 from localembed.registry import Registry
-from localembed.server import ollama, openai, security
+from localembed.server import manage, ollama, openai, security
 from localembed.server.errors import APIError, register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
@@ -92,7 +92,8 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     config = config or ServerConfig()
     if registry is None:
         registry = Registry(config.model, RunnerOptions(threads=config.threads,
-                                                        gpu_layers=config.gpu_layers))
+                                                        gpu_layers=config.gpu_layers),
+                            keep_alive=config.keep_alive)
     if callable(decoder) and not hasattr(decoder, "decode"):
         decoder = decoder()
     app = Flask("localembed", static_folder=None)
@@ -104,6 +105,7 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app.register_blueprint(misc)
     app.register_blueprint(openai.bp)
     app.register_blueprint(ollama.bp)
+    app.register_blueprint(manage.bp)
 
     @app.before_request
     def start_timer() -> None:

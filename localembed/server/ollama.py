@@ -47,7 +47,7 @@ def embed() -> dict:
     started = time.perf_counter()
     engine = get_engine(st.registry, body)
     loaded = time.perf_counter()
-    result = run_embedding(engine, texts, options, st.config)
+    engine, result = run_embedding(engine, texts, options, st.config, st.registry)
     st.metrics.count_work(len(texts), result.total_tokens)
     return {
         "model": body.get("model") or engine.id,
@@ -67,7 +67,8 @@ def embeddings() -> dict:
     if prompt is None:
         raise APIError(400, "'prompt' is required")
     engine = get_engine(st.registry, body)
-    result = run_embedding(engine, [prompt], EmbedOptions(), st.config)
+    engine, result = run_embedding(engine, [prompt], EmbedOptions(), st.config,
+                                   st.registry)
     st.metrics.count_work(1, result.total_tokens)
     return {"embedding": result.vectors[0].tolist()}
 

@@ -38,7 +38,7 @@ def embeddings() -> dict:
     options = embed_options(body, truncate=openai_truncate(body))
     inputs = parse_inputs(body.get("input"), st.config, st.decoder)
     engine = get_engine(st.registry, body)
-    result = run_embedding(engine, inputs, options, st.config)
+    engine, result = run_embedding(engine, inputs, options, st.config, st.registry)
     st.metrics.count_work(len(inputs), result.total_tokens)
     values = quantize(result.vectors, output_dtype)  # type: ignore[arg-type]
     rows = encode_rows(values, encoding_format)  # type: ignore[arg-type]
@@ -108,12 +108,12 @@ def similarity() -> dict:
     engine = get_engine(st.registry, body)
     task = base.task
     started = time.perf_counter()
-    q = run_embedding(engine, [query], EmbedOptions(
+    engine, q = run_embedding(engine, [query], EmbedOptions(
         task=task or "query", instruction=base.instruction, dimensions=base.dimensions,
-        truncate=base.truncate), st.config)
-    d = run_embedding(engine, list(documents), EmbedOptions(
+        truncate=base.truncate), st.config, st.registry)
+    engine, d = run_embedding(engine, list(documents), EmbedOptions(
         task=task or "document", title=base.title, dimensions=base.dimensions,
-        truncate=base.truncate), st.config)
+        truncate=base.truncate), st.config, st.registry)
     scores = (d.vectors @ q.vectors[0]).astype(np.float64)
     order = np.argsort(-scores, kind="stable")
     tokens = q.total_tokens + d.total_tokens

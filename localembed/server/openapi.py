@@ -40,7 +40,7 @@ def json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-OPENAI_ERRORS = (400, 401, 403, 404, 413, 500, 503, 504)
+OPENAI_ERRORS = (400, 401, 403, 404, 409, 413, 500, 503, 504)
 
 
 def responses(ok: dict, errors: tuple[int, ...] = OPENAI_ERRORS, error_schema: str = "Error",
@@ -122,6 +122,11 @@ SCHEMAS = {
     "TokenizeResponse": obj({"model": STRING,
                              "tokens": {"anyOf": [array(INT), array(array(INT))]},
                              "count": INT}, ("model", "tokens", "count")),
+    "Progress": obj({"model": STRING, "status": STRING, "downloaded": INT,
+                     "total": {"type": ["integer", "null"]}, "percent": NUMBER,
+                     "speed": NUMBER, "eta": {"type": ["number", "null"]},
+                     "resumed_from": INT, "error": {"type": ["string", "null"]}},
+                    ("model", "status", "downloaded", "percent")),
     "OllamaEmbedRequest": obj({"model": STRING,
                                "input": {"anyOf": [STRING, array(STRING, 1)]},
                                "truncate": BOOL, "dimensions": {"type": "integer", "minimum": 1},
@@ -160,14 +165,58 @@ def openapi_document() -> dict:
                               obj({"object": STRING, "data": array(ref("Model"))},
                                   ("object", "data"))),
             "/v1/models/{model_id}": {
+                "parameters": [{"name": "model_id", "in": "path", "required": True,
+                                "schema": STRING}],
                 "get": {"summary": "One installed model",
-                        "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                        "schema": STRING}],
-                        "responses": responses(ref("Model"), (401, 403, 404, 500))}},
+                        "responses": responses(ref("Model"), (401, 403, 404, 500))},
+                "delete": {"summary": "Remove an installed model (?force=true unloads it)",
+                           "parameters": [{"name": "force", "in": "query", "required": False,
+                                           "schema": BOOL}],
+                           "responses": responses(
+                               obj({"id": STRING, "object": STRING, "deleted": BOOL}),
+                               (401, 403, 404, 409, 500))}},
             "/v1/similarity": post("Rank documents by similarity to a query",
                                    ref("SimilarityRequest"), ref("SimilarityResponse")),
             "/tokenize": post("The model's token ids for texts", ref("TokenizeRequest"),
                               ref("TokenizeResponse")),
+            "/v1/catalog": get("Models that can be pulled, and the starter model",
+                               obj({"object": STRING, "data": array({"type": "object"})},
+                                   ("data",))),
+            "/v1/pull": {
+                **post("Start downloading a catalog model (202; 200 if already running)",
+                       obj({"model": STRING}, ("model",)), ref("Progress")),
+                **get("Pulls started in this session",
+                      obj({"object": STRING, "data": array(ref("Progress"))}, ("data",))),
+            },
+            "/v1/pull/{model_id}": {
+                "parameters": [{"name": "model_id", "in": "path", "required": True,
+                                "schema": STRING}],
+                **get("One pull's progress", ref("Progress"), errors=(401, 403, 404, 500)),
+                "delete": {"summary": "Cancel a pull (the partial file is kept for resume)",
+                           "responses": responses(ref("Progress"), (401, 403, 404, 500))},
+            },
+            "/v1/pull/{model_id}/events": {
+                "get": {"summary": "Server-sent events with the pull's progress",
+                        "parameters": [{"name": "model_id", "in": "path", "required": True,
+                                        "schema": STRING}],
+                        "responses": responses(STRING, (401, 403, 404, 500),
+                                               media="text/event-stream")}},
+            "/v1/models/{model_id}/load": {
+                "post": {"summary": "Load an installed model",
+                         "parameters": [{"name": "model_id", "in": "path", "required": True,
+                                         "schema": STRING}],
+                         "responses": responses(ref("Model"))}},
+            "/v1/models/{model_id}/unload": {
+                "post": {"summary": "Unload a model (queued requests finish first)",
+                         "parameters": [{"name": "model_id", "in": "path", "required": True,
+                                         "schema": STRING}],
+                         "responses": responses(ref("Model"))}},
+            "/v1/default": post("Serve another installed model as the default",
+                                obj({"model": STRING, "persist": BOOL}, ("model",)),
+                                ref("Model")),
+            "/v1/models/import": post("Install a .gguf file or sentence-transformers folder",
+                                      obj({"path": STRING, "id": STRING}, ("path",)),
+                                      ref("Model")),
             "/api/embed": post("Create embeddings (Ollama-compatible)",
                                ref("OllamaEmbedRequest"), ref("OllamaEmbedResponse"),
                                error_schema="OllamaError"),

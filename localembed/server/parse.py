@@ -138,8 +138,9 @@ def openai_truncate(body: dict) -> str:
     return value
 
 
-def get_engine(registry: Registry, body: dict) -> Engine:
-    name = optional(body, "model", str, "a string")
+def get_engine(registry: Registry, body: dict | str | None) -> Engine:
+    """The engine a request names (its body's "model", or a model id)."""
+    name = optional(body, "model", str, "a string") if isinstance(body, dict) else body
     try:
         return registry.get(name)  # type: ignore[arg-type]
     except ModelNotFound as exc:
@@ -151,11 +152,22 @@ def get_engine(registry: Registry, body: dict) -> Engine:
 
 
 def run_embedding(engine: Engine, inputs: list[Input], options: EmbedOptions,
-                  config: ServerConfig) -> EmbeddingResult:
-    """Embed through the engine's worker, mapping engine errors onto HTTP errors."""
+                  config: ServerConfig, registry: Registry | None = None
+                  ) -> tuple[Engine, EmbeddingResult]:
+    """Embed through the engine's worker, mapping engine errors onto HTTP errors.
+
+    A model unloaded or switched between lookup and submission is looked up once more by id
+    (and reloaded if need be), so switching models never fails a request.
+    """
     try:
-        future = engine.submit(inputs, options, max_total_tokens=config.max_request_tokens)
-        return future.result(timeout=config.request_timeout)
+        try:
+            future = engine.submit(inputs, options, max_total_tokens=config.max_request_tokens)
+        except EngineClosed:
+            if registry is None:
+                raise
+            engine = get_engine(registry, engine.id)
+            future = engine.submit(inputs, options, max_total_tokens=config.max_request_tokens)
+        return engine, future.result(timeout=config.request_timeout)
     except InputError as exc:
         raise APIError(400, str(exc), param=exc.param, code=exc.code) from exc
     except EngineClosed as exc:

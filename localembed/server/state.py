@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from localembed.pull import PullManager
 from localembed.registry import Registry
 from localembed.server.metrics import Metrics
 from localembed.settings import ServerConfig
@@ -18,6 +19,7 @@ class ServerState:
     registry: Registry
     decoder: Decoder | None
     metrics: Metrics = field(default_factory=Metrics)
+    pulls: PullManager = field(default_factory=PullManager)
 
 
 def state() -> ServerState:

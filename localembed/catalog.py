@@ -1,0 +1,95 @@
+"""Built-in models: where each GGUF lives on the hub and what it should hash to.
+
+Entries with a pinned revision and sha256 are verified against those; the others (marked
+``pinned=False``) track the repository's main branch and are verified against the sha256 the hub
+reports for the file (its LFS ETag), so a download is always checked against something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localembed.starter import STARTER_ID
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    repo: str
+    filename: str
+    family: str
+    dimensions: int
+    context: int
+    license: str
+    description: str
+    quantization: str
+    revision: str = "main"
+    sha256: str | None = None
+    size: int | None = None
+    aliases: tuple[str, ...] = field(default=())
+    recommended: bool = False
+
+    @property
+    def pinned(self) -> bool:
+        return self.revision != "main" and self.sha256 is not None
+
+
+_QWEN_DESC = ("Qwen3-Embedding {size}: multilingual, 32k context, instruction-aware queries, "
+              "Matryoshka down to 32 dims.")
+
+
+def _qwen(params: str, quant: str, dims: int, approx: str, **kw: object) -> CatalogEntry:
+    return CatalogEntry(
+        id=f"qwen3-embedding-{params.lower()}-{quant.lower()}",
+        repo=f"Qwen/Qwen3-Embedding-{params}-GGUF",
+        filename=f"Qwen3-Embedding-{params}-{quant}.gguf",
+        family="qwen3", dimensions=dims, context=32768, license="apache-2.0",
+        description=_QWEN_DESC.format(size=params) + f" {quant}, about {approx}.",
+        quantization=quant, **kw)  # type: ignore[arg-type]
+
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        id="embeddinggemma-300m",
+        repo="ggml-org/embeddinggemma-300M-GGUF",
+        filename="embeddinggemma-300M-Q8_0.gguf",
+        revision="0f741b5a6585bd53aeb15cd1372c56f2a0f65e12",
+        sha256="b5ce9d77a3fc4b3b39ccb5643c36777911cc4eb46a66962eadfa3f5f60490d63",
+        size=333_590_944,
+        family="gemma-embedding", dimensions=768, context=2048, license="gemma",
+        description="Google EmbeddingGemma 300M: strong, small, 100+ languages, task prompts, "
+                    "Matryoshka 768/512/256/128. Q8_0, 334 MB. Recommended.",
+        quantization="Q8_0",
+        aliases=("embeddinggemma", "embeddinggemma-300m-q8_0", "gemma-embedding"),
+        recommended=True,
+    ),
+    _qwen("0.6B", "Q8_0", 1024, "639 MB",
+          revision="370f27d7550e0def9b39c1f16d3fbaa13aa67728",
+          sha256="06507c7b42688469c4e7298b0a1e16deff06caf291cf0a5b278c308249c3e439",
+          size=639_150_592, aliases=("qwen3-embedding", "qwen3-embedding-0.6b")),
+    _qwen("0.6B", "f16", 1024, "1.2 GB"),
+    _qwen("4B", "Q4_K_M", 2560, "2.5 GB", aliases=("qwen3-embedding-4b",)),
+    _qwen("4B", "Q5_K_M", 2560, "2.9 GB"),
+    _qwen("4B", "Q8_0", 2560, "4.3 GB"),
+    _qwen("4B", "f16", 2560, "8.1 GB"),
+    _qwen("8B", "Q4_K_M", 4096, "4.7 GB", aliases=("qwen3-embedding-8b",)),
+    _qwen("8B", "Q5_K_M", 4096, "5.4 GB"),
+    _qwen("8B", "Q8_0", 4096, "8.1 GB"),
+    _qwen("8B", "f16", 4096, "15 GB"),
+)
+
+STARTER = {
+    "id": STARTER_ID, "family": "bert", "dimensions": 384, "context": 512,
+    "license": "apache-2.0", "quantization": "F16",
+    "description": "all-MiniLM-L6-v2: the bundled starter model, English, fast, 384 dims. "
+                   "Always available offline.",
+}
+
+
+def lookup(name: str) -> CatalogEntry | None:
+    """The catalog entry for an id or alias (case-insensitive), if any."""
+    key = name.strip().lower()
+    for entry in CATALOG:
+        if key == entry.id or key in entry.aliases:
+            return entry
+    return None

@@ -1,0 +1,314 @@
+"""Downloading catalog models with huggingface_hub: resumable, verified, observable.
+
+The transfer is huggingface_hub's own (``get_hf_file_metadata`` and ``http_get``: it honours
+``HF_ENDPOINT``, ``HF_TOKEN`` and proxy variables, and retries a dropped connection from where it
+stopped). ``hf_hub_download`` itself is not used because since huggingface_hub 2.x it deletes
+its partial file on any failure; here the partial file persists (``.part``, tied to the hub's
+ETag), so a cancelled or killed pull resumes from where it stopped. Around the transfer this
+module adds what a desktop user needs: a free-space check before starting, a lock so two pulls
+of one model cannot collide, progress with speed and ETA that a CLI bar or the web UI can show,
+cancellation, and a size + sha256 check that deletes a bad file instead of installing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from localembed.catalog import CatalogEntry, lookup
+from localembed.settings import models_dir
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+DISK_MARGIN = 64 * 1024 * 1024
+# huggingface_hub writes (and so can resume, report progress and notice a cancel) once per
+# chunk; its default is 10 MB. 1 MiB keeps the bar smooth and cancel prompt at no cost.
+CHUNK_SIZE = 1024 * 1024
+
+
+class PullError(Exception):
+    """A pull failed; the message says why and what to do."""
+
+
+class PullCancelled(PullError):
+    """The user cancelled; the partial file stays for a later resume."""
+
+
+@dataclass
+class Progress:
+    """The state of one pull, safe to serialise for the API."""
+
+    model: str
+    status: str = "queued"  # queued, checking, downloading, verifying, done, error, cancelled
+    downloaded: int = 0
+    total: int | None = None
+    resumed_from: int = 0
+    speed: float = 0.0  # bytes per second, smoothed
+    eta: float | None = None  # seconds
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def percent(self) -> float:
+        if not self.total:
+            return 100.0 if self.status == "done" else 0.0
+        return round(100.0 * self.downloaded / self.total, 2)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "percent": self.percent}
+
+
+class PullTask:
+    """One pull's progress, listeners and cancel switch, shared between threads."""
+
+    def __init__(self, model: str) -> None:
+        self.progress = Progress(model)
+        self.cancelled = threading.Event()
+        self.changed = threading.Condition()
+        self._listeners: list[Callable[[Progress], None]] = []
+        self._last = (time.monotonic(), 0)
+
+    def listen(self, callback: Callable[[Progress], None]) -> None:
+        self._listeners.append(callback)
+
+    def update(self, **fields: object) -> None:
+        with self.changed:
+            for key, value in fields.items():
+                setattr(self.progress, key, value)
+            self.changed.notify_all()
+        for callback in self._listeners:
+            callback(self.progress)
+
+    def advance(self, n: int) -> None:
+        if self.cancelled.is_set():
+            raise PullCancelled(f"pull of {self.progress.model} cancelled")
+        p = self.progress
+        now = time.monotonic()
+        downloaded = p.downloaded + n
+        then, before = self._last
+        speed = p.speed
+        if now - then >= 0.25:
+            instant = (downloaded - before) / (now - then)
+            speed = instant if not p.speed else 0.7 * p.speed + 0.3 * instant
+            self._last = (now, downloaded)
+        eta = (p.total - downloaded) / speed if p.total and speed > 0 else None
+        self.update(downloaded=downloaded, speed=speed, eta=eta)
+
+
+def _tqdm_for(task: PullTask) -> type:
+    """A tqdm class that reports huggingface_hub's progress to ``task`` (and stays silent)."""
+    from tqdm.auto import tqdm
+
+    class Reporter(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            initial = int(kwargs.get("initial") or 0)  # type: ignore[call-overload]
+            if initial:
+                task.update(resumed_from=initial, downloaded=initial)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            task.advance(int(n or 0))
+            return None
+
+    return Reporter
+
+
+def disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def metadata_path(model_id: str) -> Path:
+    return models_dir() / f"{model_id}.json"
+
+
+def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
+         token: str | None = None) -> Path:
+    """Download, verify and install catalog model ``name``; returns the installed path."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    constants.DOWNLOAD_CHUNK_SIZE = CHUNK_SIZE
+
+    entry = lookup(name)
+    if entry is None:
+        raise PullError(f"unknown model {name!r}: see `localembed ls --catalog` for the models "
+                        "that can be pulled, or `localembed import` for a file you have")
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    task = task or PullTask(entry.id)
+    target = models_dir() / f"{entry.id}.gguf"
+    download_dir = models_dir() / ".downloads" / entry.id
+    download_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(models_dir() / f".{entry.id}.lock"))
+    try:
+        task.update(status="checking")
+        with lock:  # a second pull of the same model waits here, then finds it installed
+            if target.exists() and metadata_path(entry.id).exists():
+                size = target.stat().st_size
+                task.update(status="done", total=size, downloaded=size, finished=time.time())
+                return target
+            url = hf_hub_url(entry.repo, entry.filename, revision=entry.revision,
+                             endpoint=endpoint)
+            meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+            expected_sha, expected_size = _expectations(entry, meta)
+            task.update(total=expected_size)
+            path = download_dir / f"{entry.filename}.part"
+            resume = _resumable(path, meta.etag, expected_size)
+            needed = (expected_size or 0) - resume + DISK_MARGIN
+            free = disk_free(models_dir())
+            if expected_size and free < needed:
+                raise PullError(
+                    f"not enough disk space for {entry.id}: it needs {_mb(needed)} more and "
+                    f"{models_dir()} has {_mb(free)} free")
+            task.update(status="downloading")
+            _download(meta.location or url, path, resume, expected_size, token, task)
+            task.update(status="verifying")
+            _verify(path, expected_size, expected_sha, entry)
+            os.replace(path, target)
+            metadata_path(entry.id).write_text(json.dumps({
+                "id": entry.id, "repo": entry.repo, "filename": entry.filename,
+                "revision": meta.commit_hash or entry.revision, "sha256": expected_sha,
+                "size": target.stat().st_size, "pulled_at": time.time(),
+            }, indent=2))
+            shutil.rmtree(download_dir, ignore_errors=True)
+            size = target.stat().st_size
+            task.update(status="done", downloaded=size, total=size, finished=time.time())
+            return target
+    except PullCancelled as exc:
+        task.update(status="cancelled", error=str(exc), finished=time.time())
+        raise
+    except PullError as exc:
+        task.update(status="error", error=str(exc), finished=time.time())
+        raise
+    except Exception as exc:  # hub, network and file errors, explained for the user
+        message = _explain(exc, entry, endpoint)
+        task.update(status="error", error=message, finished=time.time())
+        raise PullError(message) from exc
+
+
+def _expectations(entry: CatalogEntry, meta: object) -> tuple[str | None, int | None]:
+    """(sha256, size) to check the download against: the catalog's, else the hub's."""
+    hub_sha = (getattr(meta, "etag", None) or "").strip('"').lower()
+    hub_sha = hub_sha if SHA256_RE.match(hub_sha) else None
+    if entry.sha256 and hub_sha and hub_sha != entry.sha256:
+        raise PullError(f"the hub's copy of {entry.filename} has sha256 {hub_sha}, not the "
+                        f"expected {entry.sha256}; refusing to download it")
+    return entry.sha256 or hub_sha, entry.size or getattr(meta, "size", None)
+
+
+def _resumable(part: Path, etag: str | None, size: int | None) -> int:
+    """Bytes of ``part`` that can be kept: only if it belongs to this very file version."""
+    tag = part.with_suffix(".etag")
+    if part.exists() and tag.exists() and tag.read_text() == (etag or ""):
+        kept = part.stat().st_size
+        if size is None or kept <= size:
+            return kept
+    part.unlink(missing_ok=True)
+    tag.write_text(etag or "")
+    return 0
+
+
+def _download(url: str, part: Path, resume: int, size: int | None, token: str | None,
+              task: PullTask) -> None:
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    with open(part, "ab") as f:
+        http_get(url, f, resume_size=resume, headers=build_hf_headers(token=token),
+                 expected_size=size, tqdm_class=_tqdm_for(task))
+
+
+def _verify(path: Path, size: int | None, sha: str | None, entry: CatalogEntry) -> None:
+    actual_size = path.stat().st_size
+    problem = None
+    if size is not None and actual_size != size:
+        problem = f"its size is {actual_size} bytes, expected {size}"
+    elif sha is not None:
+        actual = sha256_file(path)
+        if actual != sha:
+            problem = f"its sha256 is {actual}, expected {sha}"
+    if problem:
+        path.unlink(missing_ok=True)
+        raise PullError(f"downloaded {entry.filename} is corrupt ({problem}); the file was "
+                        "deleted. Run the pull again.")
+
+
+def _explain(exc: Exception, entry: CatalogEntry, endpoint: str | None) -> str:
+    from huggingface_hub import constants
+
+    hub = endpoint or constants.ENDPOINT
+    name = type(exc).__name__
+    if name in ("OfflineModeIsEnabled",):
+        return "offline mode is on (HF_HUB_OFFLINE=1): unset it to download models"
+    if name in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError"):
+        return f"{entry.repo}/{entry.filename} was not found on {hub}"
+    if isinstance(exc, OSError) and exc.errno is not None:  # local file problems
+        return f"cannot download {entry.id}: {exc}"
+    text = str(exc).splitlines()[0] if str(exc) else name
+    if "401" in text or "403" in text:
+        return f"{hub} refused access to {entry.repo} ({text}); set HF_TOKEN if it is gated"
+    return (f"cannot reach the model hub at {hub} ({text}). Check the internet connection, "
+            "HTTPS_PROXY, or HF_ENDPOINT.")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:,.0f} MB"
+
+
+class PullManager:
+    """Pulls running in the background for the HTTP API (web UI, tray), one per model."""
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        self._tasks: dict[str, PullTask] = {}
+        self._lock = threading.Lock()
+
+    def start(self, name: str) -> tuple[PullTask, bool]:
+        """(task, started): a pull already running for the model is returned, not doubled."""
+        entry = lookup(name)
+        if entry is None:
+            raise PullError(f"unknown model {name!r}: not in the catalog")
+        with self._lock:
+            task = self._tasks.get(entry.id)
+            if task and task.progress.status in ("queued", "checking", "downloading",
+                                                   "verifying"):
+                return task, False
+            task = PullTask(entry.id)
+            self._tasks[entry.id] = task
+
+        def run() -> None:
+            with contextlib.suppress(PullError):  # the task's progress carries the error
+                pull(entry.id, task, endpoint=self.endpoint)
+
+        threading.Thread(target=run, name=f"pull-{entry.id}", daemon=True).start()
+        return task, True
+
+    def get(self, model_id: str) -> PullTask | None:
+        return self._tasks.get(model_id)
+
+    def all(self) -> list[PullTask]:
+        return list(self._tasks.values())
+
+    def cancel(self, model_id: str) -> PullTask | None:
+        task = self._tasks.get(model_id)
+        if task:
+            task.cancelled.set()
+        return task

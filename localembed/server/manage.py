@@ -1,0 +1,181 @@
+"""Model management over HTTP, for the web UI and the tray: catalog, pulls, load/switch/remove.
+
+Everything here is a thin layer over ``catalog``, ``pull``, ``store`` and ``Registry`` — the same
+operations the CLI performs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from localembed.catalog import CATALOG, STARTER
+from localembed.convert import ConversionError
+from localembed.engine.inspect import ModelLoadError
+from localembed.pull import PullError
+from localembed.server.errors import APIError
+from localembed.server.openai import model_card
+from localembed.server.parse import get_engine, json_body, optional
+from localembed.server.state import state
+from localembed.settings import save_setting
+from localembed.starter import STARTER_ID
+from localembed.store import ModelNotFound, StoreError, import_model, installed, remove, valid_id
+
+bp = Blueprint("manage", __name__)
+
+FINAL = ("done", "error", "cancelled")
+
+
+@bp.get("/v1/catalog")
+def catalog() -> dict:
+    have = set(installed())
+    entries = [{"id": STARTER_ID, **STARTER, "installed": True, "builtin": True}]
+    for e in CATALOG:
+        entries.append({
+            "id": e.id, "repo": e.repo, "filename": e.filename, "family": e.family,
+            "dimensions": e.dimensions, "context": e.context, "license": e.license,
+            "description": e.description, "quantization": e.quantization,
+            "size_bytes": e.size, "pinned": e.pinned, "recommended": e.recommended,
+            "aliases": list(e.aliases), "installed": e.id in have,
+        })
+    return {"object": "list", "data": entries}
+
+
+def _model_id(value: object) -> str:
+    if not isinstance(value, str) or not valid_id(value):
+        raise APIError(400, "'model' must be a model id (letters, digits, '.', '_', '-').",
+                       param="model", code="invalid_value")
+    return value
+
+
+@bp.post("/v1/pull")
+def start_pull() -> tuple[dict, int]:
+    name = _model_id(json_body().get("model"))
+    try:
+        task, started = state().pulls.start(name)
+    except PullError as exc:
+        raise APIError(404, str(exc), param="model", code="model_not_found") from exc
+    return task.progress.as_dict(), 202 if started else 200
+
+
+@bp.get("/v1/pull")
+def list_pulls() -> dict:
+    return {"object": "list", "data": [t.progress.as_dict() for t in state().pulls.all()]}
+
+
+def _task(model_id: str):  # type: ignore[no-untyped-def]
+    task = state().pulls.get(model_id)
+    if task is None:
+        raise APIError(404, f"no pull of '{model_id}' in this session", code="not_found")
+    return task
+
+
+@bp.get("/v1/pull/<model_id>")
+def get_pull(model_id: str) -> dict:
+    return _task(model_id).progress.as_dict()
+
+
+@bp.delete("/v1/pull/<model_id>")
+def cancel_pull(model_id: str) -> dict:
+    task = state().pulls.cancel(model_id) or _task(model_id)
+    return task.progress.as_dict()
+
+
+@bp.get("/v1/pull/<model_id>/events")
+def pull_events(model_id: str) -> Response:
+    """Server-sent events: the pull's progress on every change until it ends."""
+    task = _task(model_id)
+
+    def stream() -> Iterator[str]:
+        last = None
+        while True:
+            with task.changed:
+                snapshot = json.dumps(task.progress.as_dict())
+                if snapshot == last:
+                    task.changed.wait(timeout=1.0)
+                    snapshot = json.dumps(task.progress.as_dict())
+            if snapshot != last:
+                yield f"data: {snapshot}\n\n"
+                last = snapshot
+            if task.progress.status in FINAL:
+                return
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _installed_id(model_id: str) -> str:
+    if not valid_id(model_id) or model_id not in installed():
+        raise APIError(404, f"The model '{model_id}' is not installed.", param="model",
+                       code="model_not_found")
+    return model_id
+
+
+@bp.post("/v1/models/<model_id>/load")
+def load(model_id: str) -> dict:
+    get_engine(state().registry, _installed_id(model_id))
+    return model_card(model_id)
+
+
+@bp.post("/v1/models/<model_id>/unload")
+def unload(model_id: str) -> dict:
+    try:
+        state().registry.unload(_installed_id(model_id))
+    except StoreError as exc:
+        raise APIError(409, str(exc), param="model", code="model_in_use") from exc
+    return model_card(model_id)
+
+
+@bp.post("/v1/default")
+def set_default() -> dict:
+    """Serve another model as the default (and remember it unless "persist": false)."""
+    body = json_body()
+    model_id = _installed_id(_model_id(body.get("model")))
+    persist = optional(body, "persist", bool, "true or false")
+    try:
+        state().registry.set_default(model_id)
+    except (ModelNotFound, ModelLoadError) as exc:
+        raise APIError(500, f"cannot load {model_id}: {exc}", code="model_load_failed",
+                       type_="server_error") from exc
+    if persist is not False:
+        save_setting("model", model_id)
+    return model_card(model_id)
+
+
+@bp.delete("/v1/models/<model_id>")
+def delete(model_id: str) -> dict:
+    """Remove an installed model; a loaded one only with ?force=true (it is unloaded)."""
+    registry = state().registry
+    _installed_id(model_id)
+    force = request.args.get("force", "").lower() in ("1", "true", "yes")
+    if registry.is_loaded(model_id):
+        if not force:
+            raise APIError(409, f"{model_id} is loaded; unload it first or pass force=true",
+                           param="model", code="model_in_use")
+        try:
+            registry.unload(model_id)
+        except StoreError as exc:
+            raise APIError(409, str(exc), param="model", code="model_in_use") from exc
+    try:
+        remove(model_id)
+    except StoreError as exc:
+        raise APIError(409, str(exc), param="model", code="model_in_use") from exc
+    return {"id": model_id, "object": "model", "deleted": True}
+
+
+@bp.post("/v1/models/import")
+def import_route() -> dict:
+    """Install a .gguf file or sentence-transformers folder from a path on this machine."""
+    body = json_body()
+    path = optional(body, "path", str, "a path on this machine")
+    if not path:
+        raise APIError(400, "'path' is required.", param="path",
+                       code="missing_required_parameter")
+    model_id = optional(body, "id", str, "a model id")
+    try:
+        new_id = import_model(path, model_id)  # type: ignore[arg-type]
+    except (StoreError, ModelLoadError, ConversionError) as exc:
+        raise APIError(400, str(exc), param="path", code="import_failed") from exc
+    return model_card(new_id)
