@@ -257,11 +257,16 @@ def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -
     writer.add_rope_freq_base(1_000_000.0)
 
     w = _Weights(writer, dtype, seed)
+    w.matrix("token_embd.weight", len(tokens), shape.hidden, 0.5)
+    w.vector("output_norm.weight", shape.hidden, 1.0)
+    _decoder_layers(w, shape, post_norms=False)
+
+
+def _decoder_layers(w: _Weights, shape: Shape, post_norms: bool) -> None:
+    """The Qwen3-style blocks both decoder families share; Gemma adds post-norms."""
     h, ff = shape.hidden, shape.ff
     head_dim = shape.head_dim or h // shape.heads
     kv = shape.kv_heads or shape.heads
-    w.matrix("token_embd.weight", len(tokens), h, 0.5)
-    w.vector("output_norm.weight", h, 1.0)
     for i in range(shape.layers):
         w.vector(f"blk.{i}.attn_norm.weight", h, 1.0)
         w.matrix(f"blk.{i}.attn_q.weight", shape.heads * head_dim, h, 0.2)
@@ -270,7 +275,11 @@ def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -
         w.matrix(f"blk.{i}.attn_output.weight", h, shape.heads * head_dim, 0.2)
         w.vector(f"blk.{i}.attn_q_norm.weight", head_dim, 1.0)
         w.vector(f"blk.{i}.attn_k_norm.weight", head_dim, 1.0)
+        if post_norms:
+            w.vector(f"blk.{i}.post_attention_norm.weight", h, 1.0)
         w.vector(f"blk.{i}.ffn_norm.weight", h, 1.0)
+        if post_norms:
+            w.vector(f"blk.{i}.post_ffw_norm.weight", h, 1.0)
         w.matrix(f"blk.{i}.ffn_gate.weight", ff, h, 0.2)
         w.matrix(f"blk.{i}.ffn_up.weight", ff, h, 0.2)
         w.matrix(f"blk.{i}.ffn_down.weight", h, ff, 0.2)
@@ -311,9 +320,7 @@ def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, se
     writer.add_sliding_window_pattern(swa_pattern or (2 if shape.layers < 6 else 6))
 
     w = _Weights(writer, dtype, seed)
-    h, ff = shape.hidden, shape.ff
-    head_dim = shape.head_dim or h // shape.heads
-    kv = shape.kv_heads or shape.heads
+    h = shape.hidden
     if dense:
         writer.add_dense_features_dims("dense_2", h, 4 * h)
         writer.add_dense_features_dims("dense_3", 4 * h, h)
@@ -322,20 +329,7 @@ def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, se
     if dense:
         w.matrix("dense_2.weight", 4 * h, h, 0.2)
         w.matrix("dense_3.weight", h, 4 * h, 0.2)
-    for i in range(shape.layers):
-        w.vector(f"blk.{i}.attn_norm.weight", h, 1.0)
-        w.matrix(f"blk.{i}.attn_q.weight", shape.heads * head_dim, h, 0.2)
-        w.matrix(f"blk.{i}.attn_k.weight", kv * head_dim, h, 0.2)
-        w.matrix(f"blk.{i}.attn_v.weight", kv * head_dim, h, 0.2)
-        w.matrix(f"blk.{i}.attn_output.weight", h, shape.heads * head_dim, 0.2)
-        w.vector(f"blk.{i}.attn_q_norm.weight", head_dim, 1.0)
-        w.vector(f"blk.{i}.attn_k_norm.weight", head_dim, 1.0)
-        w.vector(f"blk.{i}.post_attention_norm.weight", h, 1.0)
-        w.vector(f"blk.{i}.ffn_norm.weight", h, 1.0)
-        w.vector(f"blk.{i}.post_ffw_norm.weight", h, 1.0)
-        w.matrix(f"blk.{i}.ffn_gate.weight", ff, h, 0.2)
-        w.matrix(f"blk.{i}.ffn_up.weight", ff, h, 0.2)
-        w.matrix(f"blk.{i}.ffn_down.weight", h, ff, 0.2)
+    _decoder_layers(w, shape, post_norms=True)
 
 
 _POOLING = {

@@ -17,7 +17,7 @@ from localembed.engine.inspect import ModelLoadError
 from localembed.pull import PullError
 from localembed.server.errors import APIError
 from localembed.server.openai import model_card
-from localembed.server.parse import get_engine, json_body, optional
+from localembed.server.parse import get_engine, json_body, optional, required
 from localembed.server.state import state
 from localembed.settings import save_setting
 from localembed.starter import STARTER_ID
@@ -169,10 +169,7 @@ def delete(model_id: str) -> dict:
 def import_route() -> dict:
     """Install a .gguf file or sentence-transformers folder from a path on this machine."""
     body = json_body()
-    path = optional(body, "path", str, "a path on this machine")
-    if not path:
-        raise APIError(400, "'path' is required.", param="path",
-                       code="missing_required_parameter")
+    path = required(body, "path", "a path on this machine")
     model_id = optional(body, "id", str, "a model id")
     try:
         new_id = import_model(path, model_id)  # type: ignore[arg-type]

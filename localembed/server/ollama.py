@@ -16,6 +16,7 @@ from localembed.server.parse import (
     json_body,
     optional,
     positive_int,
+    required,
     run_embedding,
 )
 from localembed.server.state import state
@@ -63,9 +64,7 @@ def embeddings() -> dict:
     """Ollama's legacy single-prompt form."""
     st = state()
     body = json_body()
-    prompt = optional(body, "prompt", str, "a string")
-    if prompt is None:
-        raise APIError(400, "'prompt' is required")
+    prompt = required(body, "prompt")
     engine = get_engine(st.registry, body)
     engine, result = run_embedding(engine, [prompt], EmbedOptions(), st.config,
                                    st.registry)

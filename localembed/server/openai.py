@@ -20,6 +20,7 @@ from localembed.server.parse import (
     openai_truncate,
     optional,
     parse_inputs,
+    required,
     run_embedding,
 )
 from localembed.server.state import state
@@ -95,10 +96,7 @@ def similarity() -> dict:
     """Score documents against a query: {"query", "documents"} -> ranked scores."""
     st = state()
     body = json_body()
-    query = optional(body, "query", str, "a string")
-    if query is None:
-        raise APIError(400, "'query' is required.", param="query",
-                       code="missing_required_parameter")
+    query = required(body, "query")
     documents = body.get("documents", body.get("texts"))
     if not (isinstance(documents, list) and documents
             and all(isinstance(d, str) for d in documents)):

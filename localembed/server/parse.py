@@ -53,6 +53,15 @@ def optional(body: dict, key: str, kind: type | tuple[type, ...], what: str) -> 
     return value
 
 
+def required(body: dict, key: str, what: str = "a string") -> str:
+    """A required string field."""
+    value = optional(body, key, str, what)
+    if value is None:
+        raise APIError(400, f"'{key}' is required.", param=key,
+                       code="missing_required_parameter")
+    return value  # type: ignore[return-value]
+
+
 def choice(body: dict, key: str, allowed: Sequence[str], default: str | None) -> str | None:
     value = optional(body, key, str, "a string")
     if value is None:
