@@ -62,6 +62,7 @@ def model_card(model_id: str) -> dict:
     if model_id in loaded:
         d = loaded[model_id].describe()
         card.update(created=int(loaded[model_id].info.path.stat().st_mtime),
+                    size_bytes=d["size_bytes"],
                     dimensions=d["dimensions"], context_length=d["context_length"],
                     max_tokens=d["max_tokens"], family=d["family"],
                     matryoshka_dimensions=d["matryoshka_dimensions"])
@@ -70,7 +71,8 @@ def model_card(model_id: str) -> dict:
         info = inspect_gguf(resolve(model_id)[1])
     except (ModelLoadError, LookupError):
         return card
-    card.update(created=int(info.path.stat().st_mtime), dimensions=info.hidden,
+    card.update(created=int(info.path.stat().st_mtime), size_bytes=info.size,
+                dimensions=info.hidden,
                 context_length=info.context, family=info.family.name,
                 matryoshka_dimensions=info.family.dimensions(info.hidden))
     return card

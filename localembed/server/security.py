@@ -17,7 +17,10 @@ from localembed.server.errors import APIError
 from localembed.settings import ServerConfig
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-OPEN_PATHS = ("/health",)  # liveness checks never need the key
+# Liveness checks and the playground's static files (no data in them) never need the key;
+# the playground asks for it and sends it with every API call.
+OPEN_PATHS = ("/health", "/", "/favicon.ico")
+OPEN_PREFIXES = ("/ui/",)
 
 
 def _hostname(host_header: str) -> str:
@@ -60,7 +63,8 @@ def install(app: Flask, config: ServerConfig) -> None:
                                 "--cors-origin to serve it.", code="origin_not_allowed")
         if request.method == "OPTIONS" and origin:  # CORS preflight: answered here
             return Response(status=204)
-        if config.api_key and request.path not in OPEN_PATHS:
+        if config.api_key and not (request.path in OPEN_PATHS
+                                   or request.path.startswith(OPEN_PREFIXES)):
             given = _key_from_request()
             if given is None or not hmac.compare_digest(given.encode(), config.api_key.encode()):
                 raise APIError(401, "Missing or invalid API key: send "

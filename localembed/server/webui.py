@@ -1,0 +1,46 @@
+"""Serves the browser playground (webui/) from the same app as the API it calls."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, send_file
+
+bp = Blueprint("webui", __name__)
+
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+# Scripts only from this server: pasted HTML can never run, even if a bug rendered it.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+
+
+def webui_dir() -> Path:
+    return Path(str(resources.files("localembed.webui")))
+
+
+def _send(name: str) -> Response:
+    path = (webui_dir() / name).resolve()
+    if path.parent != webui_dir().resolve() or path.suffix not in TYPES or not path.is_file():
+        abort(404)
+    response = send_file(path, mimetype=TYPES[path.suffix], max_age=0)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/")
+def index() -> Response:
+    return _send("index.html")
+
+
+@bp.get("/ui/<name>")
+def asset(name: str) -> Response:
+    return _send(name)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return _send("favicon.svg")

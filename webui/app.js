@@ -1,0 +1,326 @@
+// localembed playground: a thin client of the documented HTTP API.
+// Every user-visible string that came from a user or the server is set with textContent, never
+// innerHTML, so pasted HTML or <script> is shown as text.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { key: localStorage.getItem("localembed.key") || "", models: [], vectors: null,
+  keyRequired: false, polls: {} };
+
+const TASKS = [["", "none (raw text)"], ["query", "query"], ["document", "document"],
+  ["similarity", "similarity"], ["classification", "classification"],
+  ["clustering", "clustering"], ["code", "code"], ["qa", "question answering"],
+  ["fact_check", "fact checking"], ["summarization", "summarization"]];
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "text") node.textContent = v;
+    else if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+function clearError() { $("error").hidden = true; }
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.key) headers.Authorization = `Bearer ${state.key}`;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new Error(`Cannot reach the server: ${err.message}`);
+  }
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!response.ok) {
+    if (response.status === 401) { state.keyRequired = true; $("keybox").hidden = false; }
+    const msg = data && data.error ? (data.error.message || data.error) : `${response.status} ${response.statusText}`;
+    throw new Error(msg);
+  }
+  return data;
+}
+
+async function run(button, fn) {
+  clearError();
+  button.disabled = true;
+  try { await fn(); } catch (err) { showError(err.message); } finally { button.disabled = false; }
+}
+
+const fmtBytes = (n) => n == null ? "?" : n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` :
+  n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} KB` : `${n} B`;
+const lines = (id) => $(id).value.split("\n").map((s) => s.trim()).filter(Boolean);
+
+// -- tabs, theme, key ---------------------------------------------------------------------------
+for (const button of document.querySelectorAll("#tabs button")) {
+  button.addEventListener("click", () => {
+    for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", b === button);
+    for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== button.dataset.tab;
+    if (button.dataset.tab === "models") refreshModels().catch((e) => showError(e.message));
+  });
+}
+const savedTheme = localStorage.getItem("localembed.theme");
+if (savedTheme) document.documentElement.dataset.theme = savedTheme;
+$("theme").addEventListener("click", () => {
+  const dark = document.documentElement.dataset.theme === "dark" ||
+    (!document.documentElement.dataset.theme && matchMedia("(prefers-color-scheme: dark)").matches);
+  document.documentElement.dataset.theme = dark ? "light" : "dark";
+  localStorage.setItem("localembed.theme", document.documentElement.dataset.theme);
+});
+$("error-close").addEventListener("click", clearError);
+$("api-key-save").addEventListener("click", () => {
+  state.key = $("api-key").value.trim();
+  localStorage.setItem("localembed.key", state.key);
+  $("keybox").hidden = true;
+  init();
+});
+
+// -- models for the selects -----------------------------------------------------------------------
+function fillSelects() {
+  for (const select of document.querySelectorAll(".model-select")) {
+    const current = select.value;
+    select.replaceChildren(...state.models.map((m) =>
+      el("option", { value: m.id, text: `${m.id}${m.default ? " (default)" : ""}` })));
+    const def = state.models.find((m) => m.default);
+    select.value = state.models.some((m) => m.id === current) ? current : (def ? def.id : "");
+  }
+  fillDims();
+}
+function fillDims() {
+  const model = state.models.find((m) => m.id === $("pg-model").value);
+  const dims = model && model.matryoshka_dimensions ? model.matryoshka_dimensions : (model && model.dimensions ? [model.dimensions] : []);
+  const shown = dims.length > 12 ? dims.filter((d, i) => i === 0 || d % 64 === 0 || d === 32) : dims;
+  $("pg-dims").replaceChildren(...shown.map((d, i) => el("option", { value: i === 0 ? "" : d, text: i === 0 ? `${d} (full)` : d })));
+}
+$("pg-model").addEventListener("change", fillDims);
+for (const select of document.querySelectorAll(".task-select")) {
+  select.replaceChildren(...TASKS.map(([v, t]) => el("option", { value: v, text: t })));
+}
+
+async function loadModels() {
+  const data = await api("GET", "/v1/models");
+  state.models = data.data;
+  fillSelects();
+}
+
+// -- playground -------------------------------------------------------------------------------
+$("pg-run").addEventListener("click", (e) => run(e.target, async () => {
+  const texts = lines("pg-texts");
+  if (!texts.length) throw new Error("Type at least one text.");
+  const body = { model: $("pg-model").value || "default", input: texts };
+  if ($("pg-task").value) body.task = $("pg-task").value;
+  if ($("pg-dims").value) body.dimensions = Number($("pg-dims").value);
+  const started = performance.now();
+  const data = await api("POST", "/v1/embeddings", body);
+  const ms = performance.now() - started;
+  state.vectors = data.data.map((d) => d.embedding);
+  const tokens = await api("POST", "/tokenize", { model: body.model, content: texts, task: body.task });
+  $("pg-meta").textContent = `${data.model} · ${data.usage.total_tokens} tokens · ${ms.toFixed(0)} ms`;
+  $("pg-rows").replaceChildren(...data.data.map((d, i) => {
+    const preview = d.embedding.slice(0, 6).map((x) => x.toFixed(4)).join(", ");
+    const copy = el("button", { class: "ghost", text: "Copy", onclick: () => copyText(JSON.stringify(d.embedding)) });
+    return el("tr", { "data-index": i },
+      el("td", { text: i }), el("td", { class: "text", text: texts[i] }),
+      el("td", { class: "tokens", text: tokens.tokens[i].length }),
+      el("td", { text: d.embedding.length }),
+      el("td", {}, el("span", { class: "preview", text: `[${preview}, …]` })), el("td", {}, copy));
+  }));
+  $("pg-result").hidden = false;
+}));
+$("pg-copy").addEventListener("click", () => copyText(JSON.stringify(state.vectors)));
+async function copyText(text) {
+  try { await navigator.clipboard.writeText(text); } catch { showError("The browser refused clipboard access."); }
+}
+
+// -- similarity, heatmap, PCA ---------------------------------------------------------------------
+$("sim-run").addEventListener("click", (e) => run(e.target, async () => {
+  const docs = lines("sim-docs");
+  const data = await api("POST", "/v1/similarity", {
+    model: $("sim-model").value || "default", query: $("sim-query").value, documents: docs });
+  $("sim-meta").textContent = `${data.model} · ${data.usage.total_tokens} tokens`;
+  $("sim-rows").replaceChildren(...data.data.map((d) => el("li", { "data-index": d.index },
+    el("span", { class: "score", text: d.score.toFixed(3) }), el("span", { class: "doc", text: d.document }),
+    el("div", { class: "bar", style: `width:${Math.max(0, d.score) * 100}%` }))));
+  $("sim-result").hidden = false;
+}));
+
+$("sim-map").addEventListener("click", (e) => run(e.target, async () => {
+  const texts = [$("sim-query").value, ...lines("sim-docs")].filter(Boolean);
+  const data = await api("POST", "/v1/embeddings", { model: $("sim-model").value || "default", input: texts });
+  const v = data.data.map((d) => d.embedding);
+  const m = v.map((a) => v.map((b) => a.reduce((s, x, i) => s + x * b[i], 0)));
+  drawHeatmap(texts, m);
+  drawPCA(texts, v);
+}));
+
+function drawHeatmap(texts, m) {
+  const short = (t) => t.length > 18 ? `${t.slice(0, 17)}…` : t;
+  const head = el("tr", {}, el("th"), ...texts.map((t) => el("th", { title: t, text: short(t) })));
+  const rows = m.map((row, i) => el("tr", {}, el("th", { title: texts[i], text: short(texts[i]) }),
+    ...row.map((x, j) => {
+      const hue = 230 - Math.max(0, Math.min(1, x)) * 230;
+      return el("td", { title: `${texts[i]} ↔ ${texts[j]}: ${x.toFixed(4)}`, "data-value": x.toFixed(4),
+        style: `background:hsl(${hue} 70% 45%)`, text: x.toFixed(2) });
+    })));
+  $("heatmap").replaceChildren(el("table", {}, head, ...rows));
+  $("heat-card").hidden = false;
+}
+
+function drawPCA(texts, vectors) {
+  // Two principal components by power iteration on the centred data (no libraries needed).
+  const n = vectors.length, d = vectors[0].length;
+  const mean = Array.from({ length: d }, (_, j) => vectors.reduce((s, v) => s + v[j], 0) / n);
+  const X = vectors.map((v) => v.map((x, j) => x - mean[j]));
+  const comps = [];
+  for (let c = 0; c < 2; c++) {
+    let w = Array.from({ length: d }, (_, j) => Math.sin(j + 1 + c));
+    for (let it = 0; it < 60; it++) {
+      const proj = X.map((row) => row.reduce((s, x, j) => s + x * w[j], 0));
+      let next = Array.from({ length: d }, (_, j) => X.reduce((s, row, i) => s + row[j] * proj[i], 0));
+      for (const p of comps) { const dot = next.reduce((s, x, j) => s + x * p[j], 0); next = next.map((x, j) => x - dot * p[j]); }
+      const norm = Math.hypot(...next) || 1;
+      w = next.map((x) => x / norm);
+    }
+    comps.push(w);
+  }
+  const pts = X.map((row) => comps.map((w) => row.reduce((s, x, j) => s + x * w[j], 0)));
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const sx = (x) => 30 + (x - Math.min(...xs)) / ((Math.max(...xs) - Math.min(...xs)) || 1) * 340;
+  const sy = (y) => 270 - (y - Math.min(...ys)) / ((Math.max(...ys) - Math.min(...ys)) || 1) * 240;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = $("pca");
+  svg.replaceChildren();
+  pts.forEach((p, i) => {
+    const c = document.createElementNS(ns, "circle");
+    c.setAttribute("cx", sx(p[0])); c.setAttribute("cy", sy(p[1])); c.setAttribute("r", 5);
+    const title = document.createElementNS(ns, "title"); title.textContent = texts[i]; c.append(title);
+    const label = document.createElementNS(ns, "text");
+    // Labels point inwards so they stay inside the plot.
+    const right = sx(p[0]) > 200;
+    label.setAttribute("x", sx(p[0]) + (right ? -8 : 8)); label.setAttribute("y", sy(p[1]) + 4);
+    label.setAttribute("text-anchor", right ? "end" : "start");
+    label.textContent = texts[i].length > 28 ? `${texts[i].slice(0, 27)}…` : texts[i];
+    svg.append(c, label);
+  });
+  $("pca-card").hidden = false;
+}
+
+// -- models -------------------------------------------------------------------------------------
+async function refreshModels() {
+  await loadModels();
+  const [catalog, pulls] = await Promise.all([api("GET", "/v1/catalog"), api("GET", "/v1/pull")]);
+  $("installed-rows").replaceChildren(...state.models.map((m) => {
+    const actions = el("td", { class: "actions" });
+    if (!m.default) actions.append(el("button", { text: "Set as default", onclick: (e) => run(e.target, async () => {
+      await api("POST", "/v1/default", { model: m.id }); await refreshModels(); }) }));
+    if (!m.loaded) actions.append(el("button", { text: "Load", onclick: (e) => run(e.target, async () => {
+      await api("POST", `/v1/models/${encodeURIComponent(m.id)}/load`, {}); await refreshModels(); }) }));
+    else if (!m.default) actions.append(el("button", { text: "Unload", onclick: (e) => run(e.target, async () => {
+      await api("POST", `/v1/models/${encodeURIComponent(m.id)}/unload`, {}); await refreshModels(); }) }));
+    if (!m.default) actions.append(el("button", { class: "danger", text: "Delete", onclick: (e) => confirmDelete(e.target, m.id) }));
+    return el("tr", { "data-model": m.id }, el("td", { text: m.id }), el("td", { text: m.family || "?" }),
+      el("td", { text: m.dimensions || "?" }), el("td", { text: fmtBytes(m.size_bytes) }),
+      el("td", { text: m.default ? "default" : m.loaded ? "loaded" : "" }), actions);
+  }));
+  const running = Object.fromEntries(pulls.data.map((p) => [p.model, p]));
+  $("catalog").replaceChildren(...catalog.data.map((entry) => {
+    const card = el("div", { class: "model", "data-model": entry.id },
+      el("h3", { text: entry.id }),
+      el("span", { class: "badge", text: [entry.family, entry.quantization, `${entry.dimensions} dims`, entry.size_bytes ? fmtBytes(entry.size_bytes) : ""].filter(Boolean).join(" · ") }),
+      el("span", { class: "muted", text: entry.description }));
+    const slot = el("div", { class: "pull" });
+    card.append(slot);
+    if (entry.installed) slot.append(el("span", { class: "muted", text: entry.builtin ? "built in" : "installed" }));
+    else slot.append(el("button", { class: "primary", text: "Download", onclick: (e) => run(e.target, async () => {
+      const p = await api("POST", "/v1/pull", { model: entry.id }); watchPull(entry.id, slot, p); }) }));
+    const p = running[entry.id];
+    if (p && !["done", "error", "cancelled"].includes(p.status)) watchPull(entry.id, slot, p);
+    return card;
+  }));
+}
+
+function renderPull(slot, p) {
+  const bar = el("progress", { max: 100, value: p.percent });
+  const eta = p.eta == null ? "" : ` · ETA ${Math.floor(p.eta / 60)}:${String(Math.floor(p.eta % 60)).padStart(2, "0")}`;
+  const info = el("span", { class: "muted pull-info",
+    text: `${p.status} · ${p.percent.toFixed(1)}% · ${fmtBytes(p.downloaded)} / ${fmtBytes(p.total)} · ${fmtBytes(p.speed)}/s${eta}` });
+  const cancel = el("button", { text: "Cancel", onclick: (e) => run(e.target, () => api("DELETE", `/v1/pull/${encodeURIComponent(p.model)}`)) });
+  slot.replaceChildren(bar, info, ...(["done", "error", "cancelled"].includes(p.status) ? [] : [cancel]));
+  if (p.status === "error") showError(`Download of ${p.model} failed: ${p.error}`);
+}
+
+function watchPull(id, slot, first) {
+  // Polling (not EventSource) so the API key header is sent; the server also offers SSE.
+  renderPull(slot, first);
+  clearInterval(state.polls[id]);
+  state.polls[id] = setInterval(async () => {
+    try {
+      const p = await api("GET", `/v1/pull/${encodeURIComponent(id)}`);
+      renderPull(slot, p);
+      if (["done", "error", "cancelled"].includes(p.status)) {
+        clearInterval(state.polls[id]);
+        if (p.status === "done") setTimeout(() => refreshModels().catch((e) => showError(e.message)), 600);
+      }
+    } catch (err) { clearInterval(state.polls[id]); showError(err.message); }
+  }, 400);
+}
+
+function confirmDelete(button, id) {
+  $("confirm-text").textContent = `Delete ${id} from disk?`;
+  const dialog = $("confirm");
+  $("confirm-yes").onclick = () => { dialog.close(); run(button, async () => {
+    await api("DELETE", `/v1/models/${encodeURIComponent(id)}?force=true`); await refreshModels(); }); };
+  $("confirm-no").onclick = () => dialog.close();
+  dialog.showModal();
+}
+
+$("import-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  run(e.submitter || $("import-form").querySelector("button"), async () => {
+    await api("POST", "/v1/models/import", { path: $("import-path").value.trim() });
+    $("import-path").value = "";
+    await refreshModels();
+  });
+});
+
+// -- API snippets -------------------------------------------------------------------------------
+function renderSnippets() {
+  const base = location.origin;
+  const key = state.keyRequired ? "YOUR_API_KEY" : "unused";
+  const auth = state.keyRequired ? ` -H "Authorization: Bearer ${key}"` : "";
+  $("api-url").textContent = base;
+  $("api-key-state").textContent = state.keyRequired ? "required (send Authorization: Bearer …)" : "not required";
+  const snippets = [
+    ["curl", `curl ${base}/v1/embeddings${auth} \\\n  -H "Content-Type: application/json" \\\n  -d '{"input": ["hello", "world"], "model": "default"}'`],
+    ["OpenAI Python SDK", `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key="${key}")\nresponse = client.embeddings.create(model="default", input=["hello", "world"])\nvectors = [d.embedding for d in response.data]`],
+    ["LangChain", `from langchain_openai import OpenAIEmbeddings\n\n# check_embedding_ctx_length=False makes LangChain send text, not tiktoken ids.\nembeddings = OpenAIEmbeddings(\n    model="default",\n    base_url="${base}/v1",\n    api_key="${key}",\n    check_embedding_ctx_length=False,\n)\nvectors = embeddings.embed_documents(["hello", "world"])`],
+    ["Ollama-speaking tools", `# Point the tool's Ollama URL at ${base}\ncurl ${base}/api/embed${auth} -d '{"model": "default", "input": ["hello", "world"]}'`],
+  ];
+  $("snippets").replaceChildren(...snippets.map(([title, code]) => el("div", { class: "snippet" },
+    el("div", { class: "row" }, el("h3", { text: title }),
+      el("button", { class: "ghost", text: "Copy", onclick: () => copyText(code) })),
+    el("pre", {}, el("code", { text: code })))));
+}
+
+// -- start ---------------------------------------------------------------------------------------
+async function init() {
+  try {
+    const health = await api("GET", "/health");
+    $("server-status").textContent = `${health.model} · ${health.backend}`;
+    $("server-status").classList.add("ok");
+    await loadModels();
+  } catch (err) {
+    showError(err.message);
+  }
+  renderSnippets();
+}
+init();
