@@ -33,7 +33,17 @@ def load(model: str | None = None, **options: object) -> Engine:
     return Engine(path, model_id=model_id, options=RunnerOptions(**options))  # type: ignore[arg-type]
 
 
+def __getattr__(name: str) -> object:
+    """``LLM`` and ``Runner`` load the server's request handling lazily (flask)."""
+    if name in ("LLM", "Runner"):
+        from localembed import api
+
+        return getattr(api, name)
+    raise AttributeError(name)
+
+
 __all__ = [
+    "LLM", "Runner",
     "EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "InputError",
     "ModelLoadError", "RunnerOptions", "load", "__version__",
 ]

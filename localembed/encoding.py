@@ -41,3 +41,47 @@ def encode_rows(values: np.ndarray, encoding_format: str) -> list:
     if values.dtype.kind == "f":
         return [[float(x) for x in row] for row in values.tolist()]
     return values.tolist()
+
+
+# vLLM's base64 options: the float type and the byte order of the encoded values.
+EMBED_DTYPES = ("float32", "float16", "bfloat16")
+ENDIANNESS = ("native", "little", "big")
+
+
+def to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest, ties to even."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + (((bits >> 16) & 1) + 0x7FFF)
+    return (rounded >> 16).astype(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def as_embed_dtype(values: np.ndarray, embed_dtype: str) -> np.ndarray:
+    """The values as stored in ``embed_dtype`` (bfloat16 as its uint16 bit patterns)."""
+    if embed_dtype == "float32":
+        return values.astype(np.float32, copy=False)
+    if embed_dtype == "float16":
+        return values.astype(np.float16)
+    if embed_dtype == "bfloat16":
+        return to_bfloat16_bits(values)
+    raise ValueError(f"unknown embed dtype {embed_dtype!r}")
+
+
+def rounded_to(values: np.ndarray, embed_dtype: str) -> np.ndarray:
+    """Float values carrying only ``embed_dtype``'s precision (for float output)."""
+    stored = as_embed_dtype(values, embed_dtype)
+    if embed_dtype == "bfloat16":
+        return from_bfloat16_bits(stored)
+    return stored.astype(np.float32)
+
+
+def encode_base64(values: np.ndarray, embed_dtype: str = "float32",
+                  endianness: str = "little") -> list[str]:
+    """One base64 string per row, in ``embed_dtype`` with the requested byte order."""
+    stored = as_embed_dtype(values, embed_dtype)
+    order = {"native": "=", "little": "<", "big": ">"}[endianness]
+    stored = stored.astype(stored.dtype.newbyteorder(order), copy=False)
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in stored]

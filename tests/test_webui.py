@@ -127,12 +127,12 @@ def test_similarity_ranking_and_heatmap_match_the_api(page: Page, server) -> Non
 
 def test_download_with_progress_then_switch_and_embed(page: Page, server) -> None:
     url, registry, hub = server
-    hub.slow = 0.002  # slow enough to watch the bar move
+    hub.slow = 0.01  # ~3.5 s in all: the page polls every 400 ms and must see the bar move
     page.click("button[data-tab=models]")
     card = page.locator(f".model[data-model='{ENTRY.id}']")
     card.get_by_role("button", name="Download").click()
     expect(card.locator("progress")).to_be_visible()
-    expect(card.locator(".pull-info")).to_contain_text("downloading")
+    expect(card.locator(".pull-info")).to_contain_text("downloading", timeout=15_000)
     shot(page, "models-downloading")
     expect(card.locator(".pull-info")).to_contain_text("done · 100.0%", timeout=120_000)
     row = page.locator(f"#installed-rows tr[data-model='{ENTRY.id}']")

@@ -49,6 +49,8 @@ class EmbedOptions:
     dimensions: int | None = None
     normalize: bool = True
     truncate: str = "end"  # cut the end, cut the start, or "none": refuse long inputs
+    max_tokens: int | None = None  # a tighter per-request limit than the model's
+    add_special_tokens: bool = True  # BOS/CLS/EOS/SEP as the model's tokenizer adds them
 
 
 @dataclass
@@ -164,20 +166,28 @@ class Engine:
                     f"input {index} has token id {bad[0]} outside this model's vocabulary "
                     f"(0..{self.n_vocab - 1})", param="input",
                 )
-        room = self.max_tokens - len(self._head) - len(self._tail)
+        head, tail = (self._head, self._tail) if options.add_special_tokens else ([], [])
+        limit = self.max_tokens
+        if options.max_tokens is not None:
+            if not 0 < options.max_tokens <= self.max_tokens:
+                raise InputError(f"the token limit must be between 1 and {self.max_tokens} "
+                                 "for this model", param="truncate_prompt_tokens")
+            limit = options.max_tokens
+        room = max(limit - len(head) - len(tail), 0)
         if len(body) > room:
             if options.truncate == "none":
                 raise InputError(
-                    f"input {index} is {len(body) + len(self._head) + len(self._tail)} tokens "
-                    f"long; this model takes at most {self.max_tokens}. Shorten it or set "
+                    f"input {index} is {len(body) + len(head) + len(tail)} tokens "
+                    f"long; this request takes at most {limit}. Shorten it or set "
                     "truncate to 'end' or 'start'", param="input", code="context_length_exceeded",
                 )
             if options.truncate == "end":
                 body = body[:room]
             else:  # "start": keep the task prompt, drop the oldest text
                 keep = len(self.runner.tokenize(prefix, special=False)) if prefix else 0
+                keep = min(keep, room)
                 body = body[:keep] + body[len(body) - (room - keep):]
-        tokens = self._head + body + self._tail
+        tokens = head + body + tail
         if not tokens:  # a model with no special tokens and an empty text
             tokens = [max(self.runner.eos, 0)]
         return tokens

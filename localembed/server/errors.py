@@ -9,6 +9,7 @@ failure ever reaches the client as an HTML page or a stack trace.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -51,6 +52,8 @@ def error_response(error: APIError) -> Response:
     """The error in the shape the requested path's dialect uses."""
     if is_ollama_path(request.path):
         body = {"error": error.message}
+    elif request.path.startswith("/v2/"):  # Cohere
+        body = {"id": str(uuid.uuid4()), "message": error.message}
     else:
         body = {"error": {"message": error.message, "type": error.type, "param": error.param,
                           "code": error.code}}
