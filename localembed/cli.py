@@ -173,6 +173,93 @@ def _read_texts(texts: tuple[str, ...], file: click.File | None) -> list[str]:
 
 
 @cli.command()
+@click.option("-p", "--port", type=int, default=None, help=f"Port (default {DEFAULT_PORT}).")
+@click.option("-m", "--model", default=None, help="Model id or .gguf path to serve.")
+@click.option("--no-browser", is_flag=True, help="Do not open the playground on first launch.")
+@click.option("--no-tray", is_flag=True, help="Run without a tray icon (server only).")
+def app(port: int | None, model: str | None, no_browser: bool, no_tray: bool) -> None:
+    """The desktop app: the server in the background, a tray icon, the playground.
+
+    A second launch opens the running app's playground instead of starting another server.
+    Without a system tray it runs as a server until Ctrl-C.
+    """
+    import signal
+    import threading
+    import webbrowser
+
+    from localembed.desktop import logs
+    from localembed.desktop.controller import AppController
+    from localembed.desktop.instance import Instance
+    from localembed.desktop.tray import Tray, TrayUnavailable
+    from localembed.settings import home_dir
+
+    instance = Instance()
+    if not instance.acquire():
+        url = instance.running_url()
+        if url is None:
+            raise click.ClickException("localembed seems to be starting or stuck (its lock is "
+                                       "held but it does not answer); try again shortly")
+        _say(f"localembed is already running at {url}; opening its playground.")
+        if not no_browser:
+            webbrowser.open(url + "/")
+        return
+    try:
+        config = load_config(port=port, model=model)
+    except ValueError as exc:
+        instance.release()
+        raise click.ClickException(str(exc)) from exc
+    controller = AppController(config)
+    log_file = logs.setup(on_crash=controller.fail)
+    try:
+        controller.start()
+    except Exception as exc:
+        instance.release()
+        raise click.ClickException(f"cannot start: {exc} (details in {log_file})") from exc
+    stop = threading.Event()
+    tray = None
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+        if tray is not None:
+            tray.icon.stop()
+
+    # Installed before the URL is announced, so a stop request never hits click's default.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    instance.publish(controller.url)
+    if controller.notice:
+        _say(controller.notice)
+    _say(f"localembed {__version__} serving {controller.default_id} at {controller.url}")
+    click.echo(controller.url)
+    sys.stdout.flush()
+    first_run = home_dir() / ".launched"
+    if not first_run.exists():
+        first_run.touch()
+        if not no_browser:
+            controller.open_playground()
+    if not no_tray and not stop.is_set():
+        try:
+            tray = Tray(controller)
+        except TrayUnavailable as exc:
+            _say(f"No system tray available ({exc}); running as a server only. "
+                 f"Open {controller.url} in a browser; Ctrl-C stops.")
+    try:
+        if tray is not None:
+            _say("Tray icon shown." + ("" if tray.has_menu else
+                                       " (Click it to open the playground.)"))
+            if not stop.is_set():
+                tray.run()
+        else:
+            while not stop.wait(0.5):
+                pass
+    finally:
+        if controller.status != "stopped":
+            controller.quit()
+        instance.release()
+        _say("localembed stopped.")
+
+
+@cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("-f", "--file", type=click.File("r", encoding="utf-8"), default=None,
               help="Read one text per line from a file ('-' for standard input).")

@@ -1,0 +1,206 @@
+"""The desktop app's core: the server in a background thread and the actions the tray offers.
+
+The tray (and the headless fallback, and tests) only call these methods; nothing here knows
+about pystray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable
+from dataclasses import replace
+
+from localembed.desktop import autostart
+from localembed.desktop.logs import logs_dir
+from localembed.engine import RunnerOptions
+from localembed.settings import ServerConfig, save_setting
+
+log = logging.getLogger("localembed.app")
+
+
+class AppController:
+    """Server lifecycle and tray actions; ``on_change`` is called after every state change."""
+
+    def __init__(self, config: ServerConfig, on_change: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.on_change = on_change or (lambda: None)
+        self.status = "loading"  # loading, ready, paused, error, stopped
+        self.detail = ""
+        self.notice = ""  # one-off message for the user (e.g. the port fallback)
+        self.registry = None
+        self.app = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.port = config.port
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model and start serving; the port falls back to a free one if taken."""
+        from localembed.registry import Registry
+        from localembed.server import create_app
+
+        self._set("loading", "loading the model")
+        try:
+            self.registry = Registry(self.config.model, RunnerOptions(
+                threads=self.config.threads, gpu_layers=self.config.gpu_layers),
+                keep_alive=self.config.keep_alive)
+            self.app = create_app(self.config, self.registry)
+            self._listen()
+        except Exception as exc:  # shown in the tray and logged, never a silent death
+            log.exception("the server could not start")
+            self._set("error", str(exc))
+            raise
+
+    def _listen(self) -> None:
+        from localembed.server import make_server
+
+        try:
+            self._server = make_server(self.app, replace(self.config, port=self.port))
+        except OSError as exc:
+            if self.port == 0:
+                raise
+            wanted = self.port
+            self._server = make_server(self.app, replace(self.config, port=0))
+            self.notice = (f"Port {wanted} is in use by another program ({exc.strerror}); "
+                           f"using port {self._server.effective_port} instead.")
+            log.warning(self.notice)
+        self.port = self._server.effective_port
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, args=(self._server,),
+                                        name="localembed-http", daemon=True)
+        self._thread.start()
+        self._set("ready", f"serving {self.registry.default_id}")  # type: ignore[union-attr]
+        log.info("serving %s at %s", self.registry.default_id, self.url)  # type: ignore[union-attr]
+
+    def _serve(self, server) -> None:  # type: ignore[no-untyped-def]
+        try:
+            server.run()
+        except (OSError, ValueError):
+            if not self._stopping:  # closed under us by pause/quit: expected
+                raise
+
+    def _stop_server(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._server = self._thread = None
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{host}:{self.port}"
+
+    def _set(self, status: str, detail: str = "") -> None:
+        self.status, self.detail = status, detail
+        self.on_change()
+
+    def status_text(self) -> str:
+        # ASCII only: pystray's X11 backend encodes the tooltip as Latin-1.
+        labels = {"loading": "Loading", "ready": "Ready", "paused": "Paused",
+                  "error": "Error", "stopped": "Stopped"}
+        text = labels.get(self.status, self.status)
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def fail(self, reason: str) -> None:
+        """A crash somewhere: shown as the tray status (it is already logged)."""
+        self._set("error", reason)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        if self.status == "ready":
+            self._stop_server()
+            self._set("paused", "not accepting requests")
+
+    def resume(self) -> None:
+        if self.status == "paused":
+            self._listen()
+
+    def toggle_pause(self) -> None:
+        self.pause() if self.status == "ready" else self.resume()
+
+    def models(self) -> list[str]:
+        from localembed.store import installed
+
+        return installed()
+
+    @property
+    def default_id(self) -> str | None:
+        return self.registry.default_id if self.registry else None
+
+    def switch_model(self, model_id: str) -> None:
+        """Serve another installed model (remembered for next time)."""
+        self._set("loading", f"switching to {model_id}")
+        try:
+            self.registry.set_default(model_id)  # type: ignore[union-attr]
+            save_setting("model", model_id)
+        except Exception as exc:
+            log.exception("switching to %s failed", model_id)
+            self._set("error", f"cannot load {model_id}: {exc}")
+            return
+        self._set("ready", f"serving {model_id}")
+
+    def open_playground(self) -> None:
+        webbrowser.open(self.url + "/")
+
+    def copy_url(self) -> bool:
+        """Put the OpenAI base URL on the clipboard."""
+        ok = copy_to_clipboard(self.url + "/v1")
+        if not ok:
+            self.notice = "No clipboard tool found (install xclip, xsel or wl-clipboard)."
+        return ok
+
+    def toggle_autostart(self) -> bool:
+        return autostart.toggle()
+
+    def autostart_enabled(self) -> bool:
+        return autostart.is_enabled()
+
+    def open_logs(self) -> None:
+        open_path(str(logs_dir()))
+
+    def quit(self) -> None:
+        self._stop_server()
+        if self.registry is not None:
+            self.registry.close()
+        self._set("stopped")
+        log.info("stopped")
+
+
+def copy_to_clipboard(text: str) -> bool:
+    if sys.platform == "darwin":
+        commands = [["pbcopy"]]
+    elif sys.platform == "win32":
+        commands = [["clip"]]
+    else:
+        commands = [["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"],
+                    ["wl-copy"]]
+    for command in commands:
+        if shutil.which(command[0]):
+            try:
+                subprocess.run(command, input=text.encode(), check=True, timeout=5)
+                return True
+            except (OSError, subprocess.SubprocessError):
+                continue
+    return False
+
+
+def open_path(path: str) -> None:
+    if sys.platform == "win32":
+        os.startfile(path)  # type: ignore[attr-defined]
+    else:
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        if shutil.which(opener):
+            subprocess.Popen([opener, path], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)

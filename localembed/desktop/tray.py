@@ -1,0 +1,86 @@
+"""The tray icon: a thin pystray view over ``AppController``.
+
+pystray is imported only in ``Tray.__init__`` (its X11 backend connects to the display at import
+time), so this module imports anywhere. Where the backend cannot show a menu (pystray's xorg
+backend), clicking the icon still does the useful thing: it opens the playground.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from localembed.desktop.controller import AppController
+
+COLORS = {"ready": (79, 91, 213), "loading": (140, 146, 160), "paused": (230, 160, 30),
+          "error": (217, 45, 32), "stopped": (140, 146, 160)}
+
+
+def icon_image(status: str, size: int = 64):  # type: ignore[no-untyped-def]
+    """The app icon tinted by state: blue ready, grey loading, amber paused, red error."""
+    from PIL import Image, ImageDraw
+
+    color = COLORS.get(status, COLORS["loading"])
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle([0, 0, size - 1, size - 1], radius=size // 5, fill=(*color, 255))
+    s = size / 64
+    for x, y, r in [(20, 22, 6), (44, 18, 5), (36, 42, 7), (18, 46, 4)]:
+        draw.ellipse([(x - r) * s, (y - r) * s, (x + r) * s, (y + r) * s], fill="white")
+    return img
+
+
+class TrayUnavailable(RuntimeError):
+    """No system tray here (no display, no tray host, or no pystray backend)."""
+
+
+class Tray:
+    def __init__(self, controller: AppController) -> None:
+        try:
+            import pystray
+        except Exception as exc:  # pystray raises whatever its backend raises without a display
+            raise TrayUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self.pystray = pystray
+        self.controller = controller
+        self.icon = pystray.Icon("localembed", icon_image(controller.status),
+                                 "localembed", menu=self._menu())
+        controller.on_change = self.refresh
+
+    def _menu(self):  # type: ignore[no-untyped-def]
+        item, menu, c = self.pystray.MenuItem, self.pystray.Menu, self.controller
+
+        def model_item(model_id: str):  # type: ignore[no-untyped-def]
+            return item(model_id, lambda: c.switch_model(model_id),
+                        checked=lambda _item: c.default_id == model_id, radio=True)
+
+        return menu(
+            item(lambda _item: c.status_text(), None, enabled=False),
+            menu.SEPARATOR,
+            item("Open Playground", lambda: c.open_playground(), default=True),
+            item("Copy API URL", lambda: c.copy_url()),
+            item("Model", menu(lambda: [model_item(m) for m in c.models()])),
+            item(lambda _item: "Resume Server" if c.status == "paused" else "Pause Server",
+                 lambda: c.toggle_pause()),
+            menu.SEPARATOR,
+            item("Start at Login", lambda: c.toggle_autostart(),
+                 checked=lambda _item: c.autostart_enabled()),
+            item("Open Logs Folder", lambda: c.open_logs()),
+            item("Quit", self.quit),
+        )
+
+    @property
+    def has_menu(self) -> bool:
+        return bool(getattr(self.icon, "HAS_MENU", True))
+
+    def refresh(self) -> None:
+        self.icon.icon = icon_image(self.controller.status)
+        self.icon.title = f"localembed: {self.controller.status_text()}"
+        with contextlib.suppress(Exception):  # some backends cannot update a menu they lack
+            self.icon.update_menu()
+
+    def quit(self) -> None:
+        self.controller.quit()
+        self.icon.stop()
+
+    def run(self) -> None:
+        """Show the icon until Quit (blocks)."""
+        self.icon.run()

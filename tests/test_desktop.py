@@ -1,0 +1,292 @@
+"""The desktop app: a real tray under Xvfb (Debian's trayer as tray host), pystray's own menu
+objects, single instance, no-display fallback, start at login, logs, and the frozen build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from localembed.settings import ServerConfig
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ACCENT = (79, 91, 213)
+
+
+def _free_display() -> int:
+    for n in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture(scope="module")
+def display():
+    """Xvfb with trayer as the system tray host, for the whole module."""
+    for tool in ("Xvfb", "trayer", "xclip"):
+        assert shutil.which(tool), f"{tool} is required (apt-get install xvfb trayer xclip)"
+    n = _free_display()
+    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+        time.sleep(0.05)
+    env = {**os.environ, "DISPLAY": f":{n}"}
+    tray_host = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
+         "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    yield f":{n}"
+    tray_host.terminate()
+    xvfb.terminate()
+    tray_host.wait(10)
+    xvfb.wait(10)
+
+
+def accent_pixels(display: str) -> int:
+    import numpy as np
+    from PIL import ImageGrab
+
+    pixels = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"), dtype=np.int16)
+    return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
+
+
+def health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def install(app_home: Path, name: str, source: Path) -> None:
+    (app_home / "models").mkdir(parents=True, exist_ok=True)
+    (app_home / "models" / f"{name}.gguf").write_bytes(source.read_bytes())
+
+
+def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    install(app_home, "small", synthetic("bert"))
+    install(app_home, "wide", synthetic("gemma-embedding"))
+    from localembed.desktop.controller import AppController
+    from localembed.desktop.tray import Tray
+
+    controller = AppController(ServerConfig(model="small", port=0))
+    controller.start()
+    tray = Tray(controller)
+    runner = threading.Thread(target=tray.run, daemon=True)
+    runner.start()
+    time.sleep(1.5)
+    ARTIFACTS.mkdir(exist_ok=True)
+    from PIL import ImageGrab
+
+    ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray-inprocess.png")
+    assert accent_pixels(display) > 50  # the blue "ready" icon is in the tray
+    items = {item.text: item for item in tray.icon.menu.items if item.text}
+    assert items["Ready: serving small"].enabled is False  # the status line
+    url = controller.url
+    assert health(url)
+
+    items["Copy API URL"](tray.icon)
+    clip = subprocess.run(["xclip", "-o", "-selection", "clipboard"], capture_output=True,
+                          text=True, env={**os.environ, "DISPLAY": display}, timeout=10)
+    assert clip.stdout == url + "/v1"
+
+    radios = {i.text: i for i in items["Model"].submenu.items}
+    assert radios["small"].checked and not radios["wide"].checked
+    radios["wide"](tray.icon)
+    assert controller.default_id == "wide" and radios["wide"].checked
+    body = json.load(urllib.request.urlopen(url + "/health", timeout=10))
+    assert body["model"] == "wide"
+
+    items["Pause Server"](tray.icon)
+    assert controller.status == "paused" and not health(url)
+    pause_item = next(i for i in tray.icon.menu.items if i.text == "Resume Server")
+    pause_item(tray.icon)
+    assert controller.status == "ready" and health(url)
+
+    start_item = items["Start at Login"]
+    assert not start_item.checked
+    start_item(tray.icon)
+    entry = tmp_path / ".config" / "autostart" / "localembed.desktop"
+    assert start_item.checked and entry.exists()
+    start_item(tray.icon)
+    assert not entry.exists()
+
+    items["Quit"](tray.icon)
+    runner.join(10)
+    assert not runner.is_alive() and controller.status == "stopped" and not health(url)
+
+
+def start_app(app_home: Path, *args: str, display: str | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update(LOCALEMBED_HOME=str(app_home), PYTHONUNBUFFERED="1")
+    if display:
+        env["DISPLAY"] = display
+    return subprocess.Popen([sys.executable, "-m", "localembed", "app", "--no-browser", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_app_shows_its_icon_in_a_real_tray(display: str, synthetic, app_home: Path) -> None:
+    proc = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")),
+                     display=display)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(2.0)
+        from PIL import ImageGrab
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray.png")
+        assert accent_pixels(display) > 50
+        assert health(url)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Tray icon shown" in err and "stopped" in err and "Traceback" not in err
+
+
+def test_single_instance_and_no_display(synthetic, app_home: Path) -> None:
+    first = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")))
+    try:
+        url = first.stdout.readline().strip()  # type: ignore[union-attr]
+        assert health(url)
+        started = time.monotonic()
+        second = start_app(app_home)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 0 and f"already running at {url}" in err
+        assert time.monotonic() - started < 30
+        assert health(url)  # the first keeps serving
+    finally:
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=30)
+    assert first.returncode == 0
+    assert "No system tray available" in err and "stopped" in err and "Traceback" not in err
+    log = (app_home / "logs" / "localembed.log").read_text()
+    assert "serving" in log and "stopped" in log
+
+
+def test_a_taken_port_falls_back_to_a_free_one(synthetic, app_home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = start_app(app_home, "--port", str(port), "--model", str(synthetic("bert")))
+        try:
+            url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+            assert url and not url.endswith(f":{port}") and health(url)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert f"Port {port} is in use" in err and proc.returncode == 0
+
+
+def test_autostart_entry_is_written_and_removed(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from localembed.desktop import autostart
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    assert not autostart.is_enabled()
+    path = autostart.enable()
+    assert path == tmp_path / ".config" / "autostart" / "localembed.desktop"
+    text = path.read_text()
+    assert "Exec=" in text and "localembed app --no-browser" in text and "Type=Application" in text
+    assert autostart.toggle() is False and not path.exists()
+
+
+def test_crashes_are_logged_and_shown(app_home: Path) -> None:
+    from localembed.desktop import logs
+    from localembed.desktop.controller import AppController
+
+    controller = AppController(ServerConfig(port=0))
+    old_hooks = (sys.excepthook, threading.excepthook)
+    try:
+        log_file = logs.setup(on_crash=controller.fail)
+
+        def boom() -> None:
+            raise RuntimeError("worker exploded")
+
+        t = threading.Thread(target=boom, name="doomed")
+        t.start()
+        t.join()
+        assert controller.status == "error" and "worker exploded" in controller.status_text()
+        assert "crash in thread doomed" in log_file.read_text()
+    finally:
+        sys.excepthook, threading.excepthook = old_hooks
+
+
+def test_importing_the_tray_needs_no_display() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    code = ("import localembed.desktop.tray, localembed.desktop.controller;"
+            "from localembed.desktop.tray import Tray, TrayUnavailable;"
+            "from localembed.desktop.controller import AppController;"
+            "from localembed.settings import ServerConfig\n"
+            "try:\n    Tray(AppController(ServerConfig()))\n"
+            "except TrayUnavailable as e:\n    print('unavailable', e)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("unavailable"), proc.stderr
+
+
+@pytest.mark.slow
+def test_pyinstaller_build_serves_and_embeds(tmp_path: Path, app_home: Path) -> None:
+    """The one-folder build completes; the frozen app answers /health and embeds offline."""
+    root = Path(__file__).resolve().parents[1]
+    build = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level",
+                            "WARN", "--distpath", str(tmp_path / "dist"), "--workpath",
+                            str(tmp_path / "build"), str(root / "installer" / "localembed.spec")],
+                           capture_output=True, text=True, cwd=root, timeout=1200)
+    assert build.returncode == 0, build.stderr[-3000:]
+    exe = tmp_path / "dist" / "localembed" / "localembed"
+    assert exe.exists() and (tmp_path / "dist" / "localembed" / "_internal").is_dir()
+    env = {**os.environ, "LOCALEMBED_HOME": str(app_home), "HF_HUB_OFFLINE": "1"}
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen([str(exe), "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://"), proc.stderr.read()  # type: ignore[union-attr]
+        assert health(url)
+        req = urllib.request.Request(url + "/v1/embeddings", data=b'{"input": "frozen"}',
+                                     headers={"Content-Type": "application/json"})
+        body = json.load(urllib.request.urlopen(req, timeout=60))
+        assert len(body["data"][0]["embedding"]) == 384 and body["model"] == "all-minilm-l6-v2"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+    # The Linux user install of that build, and its uninstall.
+    home = tmp_path / "user"
+    script = root / "installer" / "linux" / "install.sh"
+    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    done = subprocess.run(["sh", str(script), str(tmp_path / "dist" / "localembed")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    desktop = home / ".local/share/applications/localembed.desktop"
+    assert "Exec=" in desktop.read_text() and "Icon=localembed" in desktop.read_text()
+    assert (home / ".local/share/icons/hicolor/256x256/apps/localembed.png").exists()
+    version = subprocess.run([str(home / ".local/bin/localembed"), "--version"],
+                             capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and "0.1.0" in version.stdout
+    gone = subprocess.run(["sh", str(script), "--uninstall"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert gone.returncode == 0 and not desktop.exists()
+    assert not (home / ".local/bin/localembed").exists()
