@@ -480,7 +480,7 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
     for model_id in installed():
         info = describe(model_id) if model_id != "all-minilm-l6-v2" or _starter_ready() else {
             "id": model_id, "family": "bert", "quantization": "F16", "dimensions": 384,
-            "size_bytes": 0}
+            "size_bytes": None}
         info["default"] = model_id == default
         info["loaded"] = model_id in loaded
         rows.append(info)
@@ -492,7 +492,7 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
         mark = ("*" if r["default"] else " ") + ("+" if r["loaded"] else " ")
         click.echo(f"{mark}{r['id']:<32} {r.get('family', '?'):<16} "
                    f"{r.get('quantization', '?'):<7} {r.get('dimensions', '?'):>5} "
-                   f"{_size(r.get('size_bytes')):>9}")
+                   f"{_size(r['size_bytes']) if r.get('size_bytes') else 'built in':>9}")
 
 
 def _starter_ready() -> bool:
