@@ -127,9 +127,7 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
         raise click.ClickException(str(exc)) from exc
     _say(f"Loading {config.model or 'the starter model'}...")
     try:
-        registry = Registry(config.model, RunnerOptions(threads=config.threads,
-                                                        gpu_layers=config.gpu_layers),
-                            keep_alive=config.keep_alive)
+        registry = Registry.from_config(config)
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     app = create_app(config, registry)

@@ -75,7 +75,7 @@ def rounded_to(values: np.ndarray, embed_dtype: str) -> np.ndarray:
     stored = as_embed_dtype(values, embed_dtype)
     if embed_dtype == "bfloat16":
         return from_bfloat16_bits(stored)
-    return stored.astype(np.float32)
+    return stored.astype(np.float32, copy=False)
 
 
 def encode_base64(values: np.ndarray, embed_dtype: str = "float32",

@@ -12,6 +12,7 @@ import threading
 import time
 
 from localembed.engine import Engine, RunnerOptions
+from localembed.settings import ServerConfig
 from localembed.store import ModelNotFound, StoreError, default_model_id, resolve
 
 # Clients written for OpenAI often keep their model name; they get the default model.
@@ -37,6 +38,13 @@ class Registry:
             self._reaper = threading.Thread(target=self._reap, name="localembed-keepalive",
                                             daemon=True)
             self._reaper.start()
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> Registry:
+        """The registry a server, the desktop app or ``serve`` runs with ``config``."""
+        return cls(config.model, RunnerOptions(threads=config.threads,
+                                               gpu_layers=config.gpu_layers),
+                   keep_alive=config.keep_alive)
 
     @property
     def default(self) -> Engine:

@@ -18,7 +18,6 @@ from dataclasses import replace
 
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
-from localembed.engine import RunnerOptions
 from localembed.settings import ServerConfig, save_setting
 
 log = logging.getLogger("localembed.app")
@@ -49,9 +48,7 @@ class AppController:
 
         self._set("loading", "loading the model")
         try:
-            self.registry = Registry(self.config.model, RunnerOptions(
-                threads=self.config.threads, gpu_layers=self.config.gpu_layers),
-                keep_alive=self.config.keep_alive)
+            self.registry = Registry.from_config(self.config)
             self.app = create_app(self.config, self.registry)
             self._listen()
         except Exception as exc:  # shown in the tray and logged, never a silent death

@@ -87,13 +87,9 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     ``registry`` defaults to one loading ``config.model``; ``decoder`` reads token-id input
     (tiktoken's cl100k_base when cached locally).
     """
-    from localembed.engine import RunnerOptions
-
     config = config or ServerConfig()
     if registry is None:
-        registry = Registry(config.model, RunnerOptions(threads=config.threads,
-                                                        gpu_layers=config.gpu_layers),
-                            keep_alive=config.keep_alive)
+        registry = Registry.from_config(config)
     if callable(decoder) and not hasattr(decoder, "decode"):
         decoder = decoder()
     app = Flask("localembed", static_folder=None)

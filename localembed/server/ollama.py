@@ -9,7 +9,6 @@ from flask import Blueprint
 
 from localembed import __version__
 from localembed.engine import EmbedOptions
-from localembed.engine.inspect import ModelLoadError, inspect_gguf
 from localembed.server.errors import APIError
 from localembed.server.parse import (
     get_engine,
@@ -20,7 +19,7 @@ from localembed.server.parse import (
     run_embedding,
 )
 from localembed.server.state import state
-from localembed.store import installed, resolve
+from localembed.store import describe, installed
 
 bp = Blueprint("ollama", __name__)
 
@@ -77,18 +76,21 @@ def tags() -> dict:
     models = []
     for model_id in installed():
         try:
-            info = inspect_gguf(resolve(model_id)[1])
-        except (ModelLoadError, LookupError):
+            d = describe(model_id)
+        except LookupError:
             continue
-        modified = datetime.fromtimestamp(info.path.stat().st_mtime, tz=timezone.utc)
+        if "error" in d:
+            continue
+        modified = datetime.fromtimestamp(d["modified"], tz=timezone.utc)
         models.append({
             "name": f"{model_id}:latest",
             "model": f"{model_id}:latest",
             "modified_at": modified.isoformat(),
-            "size": info.size,
+            "size": d["size_bytes"],
             "digest": "",
-            "details": {"format": "gguf", "family": info.arch, "families": [info.arch],
-                        "parameter_size": "", "quantization_level": info.file_type},
+            "details": {"format": "gguf", "family": d["architecture"],
+                        "families": [d["architecture"]], "parameter_size": "",
+                        "quantization_level": d["quantization"]},
         })
     return {"models": models}
 

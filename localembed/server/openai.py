@@ -20,7 +20,6 @@ from localembed.encoding import (
     rounded_to,
 )
 from localembed.engine import EmbedOptions
-from localembed.engine.inspect import ModelLoadError, inspect_gguf
 from localembed.registry import Registry
 from localembed.server.errors import APIError
 from localembed.server.parse import (
@@ -37,7 +36,7 @@ from localembed.server.parse import (
 )
 from localembed.server.state import state
 from localembed.settings import ServerConfig
-from localembed.store import installed, resolve
+from localembed.store import describe, installed
 from localembed.tokenids import Decoder
 
 bp = Blueprint("openai", __name__)
@@ -172,13 +171,13 @@ def model_card(model_id: str) -> dict:
                     matryoshka_dimensions=d["matryoshka_dimensions"])
         return card
     try:
-        info = inspect_gguf(resolve(model_id)[1])
-    except (ModelLoadError, LookupError):
+        d = describe(model_id)
+    except LookupError:
         return card
-    card.update(created=int(info.path.stat().st_mtime), size_bytes=info.size,
-                dimensions=info.hidden,
-                context_length=info.context, family=info.family.name,
-                matryoshka_dimensions=info.family.dimensions(info.hidden))
+    if "error" not in d:
+        card.update(created=int(d["modified"]), size_bytes=d["size_bytes"],
+                    dimensions=d["dimensions"], context_length=d["context_length"],
+                    family=d["family"], matryoshka_dimensions=d["matryoshka_dimensions"])
     return card
 
 
