@@ -14,7 +14,7 @@ from localembed.convert import DTYPES, ConversionError, convert_folder
 from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError, RunnerOptions
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
-from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config
+from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config, local_url
 from localembed.store import ModelNotFound, resolve
 from localembed.tokenids import TOKEN_ID_MODES
 
@@ -374,8 +374,7 @@ def _configured_model() -> str | None:
 
 def _server_url() -> str:
     config = load_config()
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    return f"http://{host}:{config.port}"
+    return local_url(config.host, config.port)
 
 
 def _server_call(method: str, path: str) -> dict | None:

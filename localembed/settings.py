@@ -59,6 +59,13 @@ class ServerConfig:
     keep_alive: float = 300.0  # seconds a non-default model stays loaded unused; 0 = forever
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for a server bound to ``host``:``port``."""
+    if host in ("0.0.0.0", "::", ""):  # bound to every interface: loopback reaches it
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _coerce(name: str, raw: object) -> object:
     """A config value from JSON or an environment string, as the field's type."""
     kind = {f.name: f.type for f in fields(ServerConfig)}[name]

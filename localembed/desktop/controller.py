@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
-from localembed.settings import ServerConfig, save_setting
+from localembed.settings import ServerConfig, local_url, save_setting
 
 log = logging.getLogger("localembed.app")
 
@@ -94,9 +94,7 @@ class AppController:
 
     @property
     def url(self) -> str:
-        host = self.config.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{host}:{self.port}"
+        return local_url(self.config.host, self.port)
 
     def _set(self, status: str, detail: str = "") -> None:
         self.status, self.detail = status, detail
