@@ -11,11 +11,11 @@ import click
 
 from localembed import __version__
 from localembed.convert import DTYPES, ConversionError, convert_folder
-from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError, RunnerOptions
+from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
 from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config, local_url
-from localembed.store import ModelNotFound, resolve
+from localembed.store import ModelNotFound
 from localembed.tokenids import TOKEN_ID_MODES
 
 
@@ -60,11 +60,11 @@ def embed_options(func):  # type: ignore[no-untyped-def]
 def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
                 max_tokens: int | None, flash_attn: bool = True) -> Iterator[Engine]:
     """Load a model for one command, turning every expected failure into a clean exit."""
+    from localembed import load
+
     try:
-        model_id, path = resolve(model, allow_path=True)
-        engine = Engine(path, model_id=model_id, options=RunnerOptions(
-            gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens,
-            flash_attn=flash_attn))
+        engine = load(model, gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens,
+                      flash_attn=flash_attn)
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:

@@ -58,6 +58,7 @@ def openapi() -> dict:
 def tokenize() -> dict:
     """The model's own token ids for a text (what the model will see, specials included)."""
     from localembed.engine import EmbedOptions, InputError
+    from localembed.engine.core import TRUNCATE_MODES
 
     body = json_body()
     content = body.get("content", body.get("input"))
@@ -69,7 +70,7 @@ def tokenize() -> dict:
     options = EmbedOptions(task=optional(body, "task", str, "a string"),  # type: ignore[arg-type]
                            instruction=optional(body, "instruction", str,  # type: ignore[arg-type]
                                                 "a string"),
-                           truncate=choice(body, "truncate", ("end", "start", "none"),
+                           truncate=choice(body, "truncate", TRUNCATE_MODES,
                                            "none"))  # type: ignore[arg-type]
     texts = [content] if isinstance(content, str) else content
     try:
