@@ -13,7 +13,24 @@ from localembed.starter import STARTER_ID
 
 
 @dataclass(frozen=True)
+class Source:
+    """One published copy of a model's GGUF on the hub."""
+
+    repo: str
+    filename: str
+    revision: str = "main"
+    sha256: str | None = None
+    size: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.revision != "main" and self.sha256 is not None
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
+    """A model that can be pulled: its first source, then fallbacks tried in order."""
+
     id: str
     repo: str
     filename: str
@@ -28,10 +45,17 @@ class CatalogEntry:
     size: int | None = None
     aliases: tuple[str, ...] = field(default=())
     recommended: bool = False
+    # Other published copies, tried when the first is missing or would be refused at load.
+    fallbacks: tuple[Source, ...] = field(default=())
 
     @property
     def pinned(self) -> bool:
-        return self.revision != "main" and self.sha256 is not None
+        return self.sources[0].pinned
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return (Source(self.repo, self.filename, self.revision, self.sha256, self.size),
+                *self.fallbacks)
 
 
 _QWEN_DESC = ("Qwen3-Embedding {size}: multilingual, 32k context, instruction-aware queries, "
@@ -49,6 +73,22 @@ def _qwen(params: str, quant: str, dims: int, approx: str, **kw: object) -> Cata
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
+    # EmbeddingGemma without its Dense projection (dense_2, dense_3) gives wrong vectors, and
+    # ggml-org's first uploads lacked it (llama.cpp issue #18677, January 2026). Evidence that
+    # the pinned Q8_0 file carries it:
+    # - The issue's author recorded the fix in danbev/learning-ai, notes/llama.cpp/
+    #   embedding-gemma-dense.md (2026-04-29): the old file dumps 314 tensors; the new one,
+    #   converted with --sentence-transformers-dense-modules, 316 (dense_2.weight 768x3072 and
+    #   dense_3.weight 3072x768, Q8_0), uploaded as embeddinggemma-300M-Q8_0.gguf with the
+    #   message "Updated model to include dense layers".
+    # - The size: 333,590,944 bytes is 5,013,888 more than the dense-less Q8_0 conversions
+    #   (unsloth/embeddinggemma-300m-GGUF and ggml-org's QAT file, 328,577,056 bytes); two
+    #   768x3072 Q8_0 matrices are 5,013,504 bytes, the rest their tensor entries and the
+    #   dense_*_feat_in/out keys. Projects that pin this revision date it May-June 2026.
+    # Either way the pull inspects the file and refuses one without the layers, then tries
+    # the fallback: sabafallah's conversion, made by the author of llama.cpp's Dense-module
+    # support (PR #16367) and described as carrying all Dense modules; it follows main and is
+    # checked against the sha256 the hub reports.
     CatalogEntry(
         id="embeddinggemma-300m",
         repo="ggml-org/embeddinggemma-300M-GGUF",
@@ -62,6 +102,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
         quantization="Q8_0",
         aliases=("embeddinggemma", "embeddinggemma-300m-q8_0", "gemma-embedding"),
         recommended=True,
+        fallbacks=(Source("sabafallah/embeddinggemma-300m-sentence-transformers-gguf",
+                          "embeddinggemma-300m-sentence-transformers-q8_0.gguf"),),
     ),
     _qwen("0.6B", "Q8_0", 1024, "639 MB",
           revision="370f27d7550e0def9b39c1f16d3fbaa13aa67728",

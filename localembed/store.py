@@ -18,7 +18,7 @@ from pathlib import Path
 
 from localembed.catalog import CATALOG, STARTER, lookup
 from localembed.settings import models_dir
-from localembed.starter import STARTER_ID, ensure_starter
+from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 RECOMMENDED = next(e.id for e in CATALOG if e.recommended)
@@ -69,7 +69,10 @@ def resolve(name: str | None, allow_path: bool = False) -> tuple[str, Path]:
     if name is None or name == "default":
         name = default_model_id()
     if name == STARTER_ID:
-        return STARTER_ID, ensure_starter()
+        try:
+            return STARTER_ID, ensure_starter()
+        except StarterMissing as exc:
+            raise ModelNotFound(str(exc)) from exc
     if allow_path and (name.endswith(".gguf") or "/" in name or "\\" in name):
         path = Path(name).expanduser()
         if not path.is_file():
@@ -110,6 +113,7 @@ def describe(model_id: str) -> dict:
         return info
     info.update(family=gguf.family.name, architecture=gguf.arch, quantization=gguf.file_type,
                 dimensions=gguf.hidden, context_length=gguf.context,
+                max_seq_length=gguf.max_seq_length,
                 matryoshka_dimensions=gguf.family.dimensions(gguf.hidden))
     return info
 

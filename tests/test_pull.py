@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -163,3 +164,71 @@ class socket_port:  # noqa: N801 - used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def gemma_entry(hub: StandInHub, synthetic, primary_dense: bool) -> CatalogEntry:
+    """A two-source EmbeddingGemma entry on the stand-in hub, like the catalog's."""
+    first = synthetic("gemma-embedding", dense=primary_dense).read_bytes()
+    second = synthetic("gemma-embedding", "f16").read_bytes()
+    hub.add("first/gemma-GGUF", "gemma.gguf", first)
+    sha = hub.add("second/gemma-GGUF", "gemma-q8.gguf", second)
+    hub.second_sha = sha  # type: ignore[attr-defined]
+    return CatalogEntry(
+        id="gemma-test", repo="first/gemma-GGUF", filename="gemma.gguf", family="gemma-embedding",
+        dimensions=96, context=2048, license="x", description="x", quantization="F32",
+        fallbacks=(catalog.Source("second/gemma-GGUF", "gemma-q8.gguf"),))
+
+
+def test_a_file_the_engine_would_refuse_is_caught_at_pull_time_and_the_fallback_used(
+        hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
+    entry = gemma_entry(hub, synthetic, primary_dense=False)
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    notices: list[str] = []
+    task = PullTask(entry.id)
+    task.listen(lambda p: p.notice and p.notice not in notices and notices.append(p.notice))
+    path = pull(entry.id, task, endpoint=hub.url)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hub.second_sha  # type: ignore[attr-defined]
+    assert notices == [
+        "first/gemma-GGUF/gemma.gguf cannot be served: gemma.gguf lacks EmbeddingGemma's dense "
+        "projection layers (dense_2, dense_3) and would give wrong vectors; this is an early, "
+        "broken upload: download the model again (e.g. `localembed pull embeddinggemma-300m`)"
+        "; trying the next source"]
+    assert task.progress.status == "done" and task.progress.source == "second/gemma-GGUF"
+    source = json.loads((app_home / "models" / "gemma-test.json").read_text())
+    assert source["repo"] == "second/gemma-GGUF"
+    assert list((app_home / "models").glob("*.gguf")) == [path]
+
+
+def test_a_source_missing_from_the_hub_falls_back(hub: StandInHub, synthetic,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = gemma_entry(hub, synthetic, primary_dense=True)
+    del hub.files[("first/gemma-GGUF", "gemma.gguf")]
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    task = PullTask(entry.id)
+    pull(entry.id, task, endpoint=hub.url)
+    assert task.progress.source == "second/gemma-GGUF"
+    assert "first/gemma-GGUF/gemma.gguf is not on the hub" in (task.progress.notice or "")
+
+
+def test_when_every_source_is_refused_the_pull_fails_with_each_reason(
+        hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
+    entry = gemma_entry(hub, synthetic, primary_dense=False)
+    hub.add("second/gemma-GGUF", "gemma-q8.gguf", synthetic("gemma-embedding", dense=False,
+                                                            seed=1).read_bytes())
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    task = PullTask(entry.id)
+    with pytest.raises(PullError) as failure:
+        pull(entry.id, task, endpoint=hub.url)
+    message = str(failure.value)
+    assert message.startswith("no source of gemma-test gave a servable file")
+    assert "first/gemma-GGUF/gemma.gguf cannot be served" in message
+    assert "second/gemma-GGUF/gemma-q8.gguf cannot be served" in message
+    assert task.progress.status == "error" and task.progress.error == message
+    assert not list((app_home / "models").glob("*.gguf"))
+
+
+def test_the_catalogs_embeddinggemma_has_a_pinned_source_and_a_fallback() -> None:
+    entry = catalog.lookup("embeddinggemma")
+    assert entry is not None and entry.pinned and len(entry.sources) == 2
+    assert entry.sources[0].size == 333_590_944  # the re-upload with dense_2/dense_3
+    assert entry.sources[1].repo != entry.sources[0].repo

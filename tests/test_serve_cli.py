@@ -16,9 +16,10 @@ import pytest
 from localembed.settings import DEFAULT_PORT, load_config
 
 
-def start_serve(*args: str, home: Path) -> subprocess.Popen:
+def start_serve(*args: str, home: Path, command: tuple[str, ...] = ("serve",)
+                ) -> subprocess.Popen:
     env = {**os.environ, "LOCALEMBED_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "localembed", "serve", *args],
+    return subprocess.Popen([sys.executable, "-m", "localembed", *command, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -38,6 +39,32 @@ def test_serve_prints_url_serves_and_stops_cleanly(synthetic, app_home: Path) ->
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "serving" in err and "stopped" in err and "Traceback" not in err
+
+
+def test_the_default_command_takes_the_serve_options(synthetic, app_home: Path) -> None:
+    """`localembed --port 0 -m X` is `localembed serve --port 0 -m X`."""
+    proc = start_serve("--port", "0", "-m", str(synthetic("gemma-embedding")), home=app_home,
+                       command=())
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        req = urllib.request.Request(url + "/v1/embeddings", data=b'{"input": "hi"}',
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert len(json.load(resp)["data"][0]["embedding"]) == 96  # the gemma model
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_help_lists_the_commands_and_the_default() -> None:
+    result = subprocess.run([sys.executable, "-m", "localembed", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    assert "localembed --port 9000" in result.stdout
+    for command in ("serve", "app", "embed", "pull", "import"):
+        assert command in result.stdout
 
 
 def test_port_in_use_is_a_clear_error(synthetic, app_home: Path) -> None:

@@ -67,6 +67,14 @@ def gemma_server(synthetic):
         yield url, registry
 
 
+def test_models_show_the_starters_own_input_limit(starter_server) -> None:
+    url, _ = starter_server
+    status, card, _ = call(url, "/v1/models/all-minilm-l6-v2")
+    assert status == 200 and card["loaded"]
+    assert card["max_seq_length"] == card["max_tokens"] == 256
+    assert card["context_length"] == 512
+
+
 # -- the real OpenAI SDK -------------------------------------------------------------------------
 
 

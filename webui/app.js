@@ -254,7 +254,9 @@ function renderPull(slot, p) {
   const info = el("span", { class: "muted pull-info",
     text: `${p.status} · ${p.percent.toFixed(1)}% · ${fmtBytes(p.downloaded)} / ${fmtBytes(p.total)} · ${fmtBytes(p.speed)}/s${eta}` });
   const cancel = el("button", { text: "Cancel", onclick: (e) => run(e.target, () => api("DELETE", `/v1/pull/${encodeURIComponent(p.model)}`)) });
-  slot.replaceChildren(bar, info, ...(["done", "error", "cancelled"].includes(p.status) ? [] : [cancel]));
+  // Why an earlier source was passed over (e.g. a file without EmbeddingGemma's dense layers).
+  const notice = p.notice ? [el("span", { class: "muted pull-notice", text: p.notice })] : [];
+  slot.replaceChildren(bar, info, ...notice, ...(["done", "error", "cancelled"].includes(p.status) ? [] : [cancel]));
   if (p.status === "error") showError(`Download of ${p.model} failed: ${p.error}`);
 }
 

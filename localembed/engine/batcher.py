@@ -54,7 +54,7 @@ class Batcher:
                  name: str = "model") -> None:
         self.runner = runner
         # A sequence longer than pack_tokens still runs, alone in its batch.
-        self.pack_tokens = max(1, min(pack_tokens, runner.max_tokens))
+        self.pack_tokens = max(1, min(pack_tokens, runner.batch_tokens))
         self.max_sequences = runner.max_sequences
         # How far past the oldest pending sequence the worker may look when sorting by length:
         # bounded so that a long request never starves later short ones.

@@ -123,6 +123,7 @@ class Engine:
             "dimensions": self.dimensions,
             "matryoshka_dimensions": self.family.dimensions(self.dimensions),
             "context_length": self.info.context,
+            "max_seq_length": self.info.max_seq_length,
             "max_tokens": self.max_tokens,
             "file_type": self.info.file_type,
             "size_bytes": self.info.size,

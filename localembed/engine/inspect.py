@@ -14,6 +14,7 @@ from pathlib import Path
 import gguf
 
 from localembed.families import BERT_LIKE, Family, family_for
+from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY
 
 POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
@@ -35,6 +36,14 @@ class GGUFInfo:
     hidden: int
     file_type: str
     size: int
+    # The input limit the model was trained and published with (sentence-transformers'
+    # max_seq_length), when it is shorter than the position table; None if not recorded.
+    max_seq_length: int | None = None
+
+    @property
+    def default_max_tokens(self) -> int:
+        """The longest input served by default: the model's own limit, else its context."""
+        return min(self.max_seq_length or self.context, self.context)
 
 
 def _field(reader: gguf.GGUFReader, key: str) -> object | None:
@@ -111,8 +120,11 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     hidden = _field(reader, f"{arch}.embedding_length")
     if not isinstance(context, int) or not isinstance(hidden, int):
         raise ModelLoadError(f"{path.name} lacks context_length or embedding_length metadata")
+    max_seq_length = _field(reader, MAX_SEQ_LENGTH_KEY)
     return GGUFInfo(
         path=path, arch=arch, name=name, family=family, pooling=pooling, context=context,
         hidden=hidden,
         file_type=_file_type_name(_field(reader, "general.file_type")), size=size,
+        max_seq_length=max_seq_length if isinstance(max_seq_length, int) and max_seq_length > 0
+        else None,
     )

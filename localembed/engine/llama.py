@@ -19,6 +19,7 @@ import llama_cpp
 import numpy as np
 
 from localembed.engine.inspect import GGUFInfo, ModelLoadError
+from localembed.engine.wordpiece import WordPiece
 
 _GPU_LIBS = {"cuda": "ggml-cuda", "metal": "ggml-metal", "vulkan": "ggml-vulkan",
              "hip": "ggml-hip", "sycl": "ggml-sycl"}
@@ -43,7 +44,7 @@ class RunnerOptions:
 
     gpu_layers: int | None = None  # None: all layers when a GPU backend exists, else 0
     threads: int | None = None
-    max_tokens: int | None = None  # longest input; also n_ctx = n_batch = n_ubatch
+    max_tokens: int | None = None  # longest input (default: the model's own limit)
     # Flash attention skips the masked cells between packed sequences (~1.75x faster on CPU)
     # and keeps memory linear in context. It rounds K/V to f16, so a vector depends very
     # slightly (~1e-4) on its batch-mates; False makes batching exactly invariant.
@@ -54,6 +55,9 @@ class RunnerOptions:
 
 
 DEFAULT_MAX_TOKENS = 8192
+# Packed batches hold at least this many tokens when the model's context allows, even when
+# its longest input is shorter (all-MiniLM-L6-v2 takes 256-token inputs, batches of 512).
+MIN_BATCH_TOKENS = 512
 
 
 class LlamaRunner:
@@ -71,18 +75,20 @@ class LlamaRunner:
             self.backend = None
         self.threads = options.resolved_threads()
         # Non-causal models abort llama.cpp when a batch exceeds n_ubatch, and BERT aborts past
-        # its position table, so one size bounds everything: n_ctx = n_batch = n_ubatch.
-        limit = options.max_tokens or min(info.context, DEFAULT_MAX_TOKENS)
+        # its position table, so one size bounds every batch: n_ctx = n_batch = n_ubatch,
+        # at least the longest input and never past the model's context.
+        limit = options.max_tokens or min(info.default_max_tokens, DEFAULT_MAX_TOKENS)
         self.max_tokens = max(8, min(limit, info.context))
+        self.batch_tokens = max(self.max_tokens, min(MIN_BATCH_TOKENS, info.context))
         self.flash_attn = options.flash_attn
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(info.path),
                 embedding=True,
                 pooling_type=info.pooling,
-                n_ctx=self.max_tokens,
-                n_batch=self.max_tokens,
-                n_ubatch=self.max_tokens,
+                n_ctx=self.batch_tokens,
+                n_batch=self.batch_tokens,
+                n_ubatch=self.batch_tokens,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
                 n_gpu_layers=self.gpu_layers,
@@ -97,6 +103,12 @@ class LlamaRunner:
         vocab = llama_cpp.llama_model_get_vocab(model)
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(vocab))
+        self._wordpiece = _wordpiece(vocab) if self.info.family.name == "bert" else None
+        if self._wordpiece is not None:
+            # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
+            frame = self.llm.tokenize(b"", add_bos=True, special=False)
+            self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
+            self._frame_tail = frame[len(self._frame_head):]
         self.decode_calls = 0
         self._ctx = self.llm._ctx
         self._batch = self.llm._batch
@@ -111,6 +123,9 @@ class LlamaRunner:
         except UnicodeEncodeError:  # lone surrogates: valid in JSON strings, not in UTF-8
             data = (text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
                     .encode("utf-8"))
+        if self._wordpiece is not None:
+            body = self._wordpiece.encode(data.decode("utf-8"))
+            return [*self._frame_head, *body, *self._frame_tail] if special else body
         return self.llm.tokenize(data, add_bos=special, special=False)
 
     def detokenize(self, tokens: list[int]) -> str:
@@ -119,7 +134,7 @@ class LlamaRunner:
     def decode(self, sequences: list[list[int]]) -> np.ndarray:
         """Pooled vectors of several token sequences, decoded as one llama.cpp batch."""
         total = sum(len(s) for s in sequences)
-        if not sequences or total > self.max_tokens or len(sequences) > self.max_sequences:
+        if not sequences or total > self.batch_tokens or len(sequences) > self.max_sequences:
             raise ValueError(f"batch of {len(sequences)} sequences / {total} tokens is too big")
         batch = self._batch
         batch.reset()
@@ -141,6 +156,18 @@ class LlamaRunner:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def _wordpiece(vocab: object) -> WordPiece | None:
+    """A Hugging Face-exact tokenizer for a WordPiece vocabulary; None for other vocabularies."""
+    if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_WPM:
+        return None
+    n = llama_cpp.llama_vocab_n_tokens(vocab)
+    tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace")
+              for i in range(n)]
+    control = [bool(llama_cpp.llama_vocab_is_control(vocab, i)) for i in range(n)]
+    unk = tokens.index("[UNK]") if "[UNK]" in tokens else -1
+    return WordPiece(tokens, control, unk)
 
 
 _PROBE = """

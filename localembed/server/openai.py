@@ -167,6 +167,7 @@ def model_card(model_id: str) -> dict:
         card.update(created=int(loaded[model_id].info.path.stat().st_mtime),
                     size_bytes=d["size_bytes"],
                     dimensions=d["dimensions"], context_length=d["context_length"],
+                    max_seq_length=d["max_seq_length"],
                     max_tokens=d["max_tokens"], family=d["family"],
                     matryoshka_dimensions=d["matryoshka_dimensions"])
         return card
@@ -177,6 +178,7 @@ def model_card(model_id: str) -> dict:
     if "error" not in d:
         card.update(created=int(d["modified"]), size_bytes=d["size_bytes"],
                     dimensions=d["dimensions"], context_length=d["context_length"],
+                    max_seq_length=d["max_seq_length"],
                     family=d["family"], matryoshka_dimensions=d["matryoshka_dimensions"])
     return card
 

@@ -1,0 +1,94 @@
+"""The package's declared contents: dependencies that match the imports, nothing heavy at
+runtime, and a bundled starter model that is exactly what the build script makes."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from localembed.starter import STARTER_SHA256, starter_path
+from tests.conftest import ROOT
+
+HEAVY = {"torch", "transformers", "sentence-transformers", "triton", "scipy", "scikit-learn"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def declared() -> set[str]:
+    """Runtime dependencies as the built package declares them (pyproject.toml's list)."""
+    requires = importlib.metadata.requires("localembed") or []
+    return {_name(r) for r in requires if "extra ==" not in r.partition(";")[2]}
+
+
+def imported_top_level_modules() -> set[str]:
+    modules: set[str] = set()
+    for path in (ROOT / "localembed").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - {"localembed", "__future__"}
+
+
+# Imported only where the platform provides them (pystray's own backends pull them in).
+PLATFORM_ONLY = {"gi", "AppKit", "Foundation", "objc", "winreg"}
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    owners = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module in imported_top_level_modules() - PLATFORM_ONLY:
+        dists = {_name(d) for d in owners.get(module, [module])}
+        if not dists & declared():
+            undeclared[module] = sorted(dists)
+    assert undeclared == {}
+
+
+def runtime_closure() -> set[str]:
+    """Every distribution the declared dependencies pull in on this platform."""
+    seen: set[str] = set()
+    todo = sorted(declared())
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for req in requires:
+            requirement, _, marker = req.partition(";")
+            if "extra ==" in marker:
+                continue
+            todo.append(_name(requirement))
+    return seen
+
+
+def test_the_runtime_dependency_tree_has_no_pytorch_stack() -> None:
+    closure = runtime_closure()
+    assert "llama-cpp-python" in closure and "numpy" in closure
+    assert closure & HEAVY == set()
+
+
+def test_the_bundled_starter_is_the_recorded_file() -> None:
+    digest = hashlib.sha256(starter_path().read_bytes()).hexdigest()
+    assert digest == STARTER_SHA256
+    assert starter_path().is_relative_to(ROOT / "localembed")
+
+
+def test_the_build_script_rebuilds_the_bundled_starter_byte_for_byte(tmp_path: Path) -> None:
+    out = tmp_path / "starter.gguf"
+    result = subprocess.run([sys.executable, str(ROOT / "installer" / "build_starter.py"),
+                             "--output", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == STARTER_SHA256
+    assert STARTER_SHA256 in result.stdout
