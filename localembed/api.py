@@ -1,8 +1,9 @@
 """In-process embeddings with the HTTP API's options, in the shapes vLLM and mistral.rs users
 know (``LLM.embed``, ``LLM.score``, ``Runner``), without starting a server.
 
-The request handling is the server's own (``create_embeddings``, ``create_score``), so a
-field behaves identically in-process and over HTTP.
+Bodies are validated by the same request models as the HTTP routes and run by the same core
+service, so a field behaves identically in-process and over HTTP. Failures are the core's own
+exceptions (``InputError`` with ``param`` and ``code``, ``ModelNotFound``, ...), not HTTP errors.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from localembed.engine import RunnerOptions
+import msgspec
+
+from localembed.dialects import local, openai
+from localembed.dialects.common import convert
+from localembed.engine import InputError, RunnerOptions
 from localembed.registry import Registry
-from localembed.server.cohere import create_score
-from localembed.server.errors import APIError
-from localembed.server.openai import create_embeddings
-from localembed.settings import ServerConfig
+from localembed.service import Limits, Service
 from localembed.tokenids import local_cl100k
 
 
@@ -49,13 +51,14 @@ class LLM:
 
     Options are the /v1/embeddings body fields (``dimensions``, ``task``, ``output_dtype``,
     ``truncate_prompt_tokens``, ``embed_dtype``, ``use_activation``, ...). Bad options raise
-    ``APIError`` (a ``ValueError``-like error with ``param`` and ``code``).
+    ``InputError`` (a ``ValueError`` with ``param`` and ``code``).
     """
 
     def __init__(self, model: str | None = None, **runner_options: object) -> None:
         self.registry = Registry(model, RunnerOptions(**runner_options))  # type: ignore[arg-type]
-        self.config = ServerConfig()
-        self.decoder = local_cl100k()
+        self.service = Service(self.registry, Limits())
+        cl100k = local_cl100k()
+        self._decoder = cl100k.decode if cl100k is not None else None
 
     @property
     def model(self) -> str:
@@ -63,7 +66,10 @@ class LLM:
 
     def create_embeddings(self, **body: object) -> dict:
         """Exactly the /v1/embeddings response for the same body."""
-        return create_embeddings(dict(body), self.registry, self.config, self.decoder)
+        request = convert(dict(body), openai.EmbeddingRequest)
+        engine = self.service.engine(request.model)
+        result = self.service.embed(request.to_request(engine.family, self._decoder), engine)
+        return msgspec.to_builtins(openai.embedding_response(request, result))
 
     def embed(self, prompts: str | Sequence, **options: object) -> list[EmbeddingRequestOutput]:
         items = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -74,10 +80,10 @@ class LLM:
 
     def score(self, text_1: str | Sequence[str], text_2: str | Sequence[str],
               **options: object) -> list[ScoringRequestOutput]:
-        response = create_score({"text_1": text_1, "text_2": text_2, **options},
-                                self.registry, self.config)
-        return [ScoringRequestOutput(d["index"], ScoringOutput(d["score"]))
-                for d in response["data"]]
+        request = convert({"text_1": text_1, "text_2": text_2, **options}, local.ScoreRequest)
+        result = self.service.compare(request.to_request())
+        return [ScoringRequestOutput(i, ScoringOutput(float(s)))
+                for i, s in enumerate(result.scores)]
 
     def close(self) -> None:
         self.registry.close()
@@ -90,5 +96,6 @@ class LLM:
 
 
 Runner = LLM  # the name mistral.rs users reach for
+APIError = InputError  # the name earlier releases raised
 
-__all__ = ["APIError", "LLM", "Runner"]
+__all__ = ["APIError", "InputError", "LLM", "Runner"]

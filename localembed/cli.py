@@ -12,9 +12,10 @@ from click_default_group import DefaultGroup
 
 from localembed import __version__
 from localembed.convert import DTYPES, ConversionError, convert_folder
-from localembed.engine import EmbedOptions, Engine, InputError, ModelLoadError
+from localembed.engine import EmbedOptions, InputError, ModelLoadError, RunnerOptions
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
+from localembed.service import CompareRequest, EmbedRequest, Service, similarity_request
 from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config, local_url
 from localembed.store import ModelNotFound
 from localembed.tokenids import TOKEN_ID_MODES
@@ -58,22 +59,23 @@ def embed_options(func):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def open_engine(model: str | None, threads: int | None, gpu_layers: int | None,
-                max_tokens: int | None, flash_attn: bool = True) -> Iterator[Engine]:
-    """Load a model for one command, turning every expected failure into a clean exit."""
-    from localembed import load
+def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
+                 max_tokens: int | None, flash_attn: bool = True) -> Iterator[Service]:
+    """Load a model for one command and run requests through the core service (as the HTTP
+    API does), turning every expected failure into a clean exit."""
+    from localembed.registry import Registry
 
     try:
-        engine = load(model, gpu_layers=gpu_layers, threads=threads, max_tokens=max_tokens,
-                      flash_attn=flash_attn)
+        registry = Registry(model, RunnerOptions(gpu_layers=gpu_layers, threads=threads,
+                                                 max_tokens=max_tokens, flash_attn=flash_attn))
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        yield engine
+        yield Service(registry)
     except InputError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
-        engine.close()
+        registry.close()
 
 
 @click.group(cls=DefaultGroup, default="serve", default_if_no_args=True,
@@ -180,80 +182,17 @@ def app(port: int | None, model: str | None, no_browser: bool, no_tray: bool) ->
     A second launch opens the running app's playground instead of starting another server.
     Without a system tray it runs as a server until Ctrl-C.
     """
-    import signal
-    import threading
-    import webbrowser
+    from localembed.desktop.run import AppError, run_app
 
-    from localembed.desktop import logs
-    from localembed.desktop.controller import AppController
-    from localembed.desktop.instance import Instance
-    from localembed.desktop.tray import Tray, TrayUnavailable
-    from localembed.settings import home_dir
+    def announce(url: str) -> None:
+        click.echo(url)
+        sys.stdout.flush()
 
-    instance = Instance()
-    if not instance.acquire():
-        url = instance.running_url()
-        if url is None:
-            raise click.ClickException("localembed seems to be starting or stuck (its lock is "
-                                       "held but it does not answer); try again shortly")
-        _say(f"localembed is already running at {url}; opening its playground.")
-        if not no_browser:
-            webbrowser.open(url + "/")
-        return
     try:
-        config = load_config(port=port, model=model)
-    except ValueError as exc:
-        instance.release()
+        run_app(port, model, open_browser=not no_browser, use_tray=not no_tray,
+                say=_say, announce=announce)
+    except AppError as exc:
         raise click.ClickException(str(exc)) from exc
-    controller = AppController(config)
-    log_file = logs.setup(on_crash=controller.fail)
-    try:
-        controller.start()
-    except Exception as exc:
-        instance.release()
-        raise click.ClickException(f"cannot start: {exc} (details in {log_file})") from exc
-    stop = threading.Event()
-    tray = None
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()
-        if tray is not None:
-            tray.icon.stop()
-
-    # Installed before the URL is announced, so a stop request never hits click's default.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    instance.publish(controller.url)
-    if controller.notice:
-        _say(controller.notice)
-    _say(f"localembed {__version__} serving {controller.default_id} at {controller.url}")
-    click.echo(controller.url)
-    sys.stdout.flush()
-    first_run = home_dir() / ".launched"
-    if not first_run.exists():
-        first_run.touch()
-        if not no_browser:
-            controller.open_playground()
-    if not no_tray and not stop.is_set():
-        try:
-            tray = Tray(controller)
-        except TrayUnavailable as exc:
-            _say(f"No system tray available ({exc}); running as a server only. "
-                 f"Open {controller.url} in a browser; Ctrl-C stops.")
-    try:
-        if tray is not None:
-            _say("Tray icon shown." + ("" if tray.has_menu else
-                                       " (Click it to open the playground.)"))
-            if not stop.is_set():
-                tray.run()
-        else:
-            while not stop.wait(0.5):
-                pass
-    finally:
-        if controller.status != "stopped":
-            controller.quit()
-        instance.release()
-        _say("localembed stopped.")
 
 
 @cli.command()
@@ -272,8 +211,8 @@ def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
     items = _read_texts(texts, file)
     options = EmbedOptions(task=task, instruction=instruction, title=title,
                            dimensions=dimensions, normalize=not no_normalize, truncate=truncate)
-    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
-        result = engine.embed(items, options)
+    with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
+        result = service.embed(EmbedRequest(items, options))
     for i, (vector, count) in enumerate(zip(result.vectors, result.tokens, strict=True)):
         click.echo(json.dumps({"index": i, "tokens": count,
                                "embedding": [round(float(x), 7) for x in vector]}))
@@ -291,20 +230,17 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
                truncate: str, model: str | None, threads: int | None,
                gpu_layers: int | None, max_tokens: int | None, flash_attn: bool) -> None:
     """Rank TEXTS by similarity to QUERY (cosine), or print a similarity matrix."""
-    with open_engine(model, threads, gpu_layers, max_tokens, flash_attn) as engine:
-        if matrix:
-            items = [query, *texts]
-            scores = engine.matrix(items, EmbedOptions(
-                task=task, instruction=instruction, dimensions=dimensions, truncate=truncate))
-        else:
-            # Asymmetric retrieval by default: query prompt for the query, document for texts.
-            scores = engine.similarity(
-                query, texts,
-                EmbedOptions(task=task or "query", instruction=instruction,
-                             dimensions=dimensions, truncate=truncate),
-                EmbedOptions(task=task or "document", dimensions=dimensions,
-                             truncate=truncate),
-            )
+    options = EmbedOptions(task=task, instruction=instruction, dimensions=dimensions,
+                           truncate=truncate)
+    items = [query, *texts]
+    if matrix:
+        pairs = [(i, j) for i in range(len(items)) for j in range(len(items))]
+        request = CompareRequest(items, items, pairs, options, options)
+    else:
+        request = similarity_request(query, texts, options, field="texts")
+    with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
+        result = service.compare(request)
+    scores = result.scores.reshape(len(items), len(items)) if matrix else result.scores
     if matrix:
         if as_json:
             click.echo(json.dumps({"texts": items, "matrix": scores.tolist()}))
@@ -350,8 +286,8 @@ def info(model: str | None, as_json: bool) -> None:
         "default_model": default_model_id(_configured_model()),
     }
     if model:
-        with open_engine(model, None, None, None) as engine:
-            data["model"] = engine.describe()
+        with open_service(model, None, None, None) as service:
+            data["model"] = service.engine(None).describe()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

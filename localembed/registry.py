@@ -28,6 +28,7 @@ class Registry:
         self.keep_alive = keep_alive  # seconds a non-default model may idle; 0 = forever
         self._engines: dict[str, Engine] = {}
         self._used: dict[str, float] = {}
+        self._keep: dict[str, float] = {}  # per-model keep-alive set by a request (Ollama's)
         self._lock = threading.RLock()
         model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
@@ -35,9 +36,14 @@ class Registry:
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
         if keep_alive > 0:
-            self._reaper = threading.Thread(target=self._reap, name="localembed-keepalive",
-                                            daemon=True)
-            self._reaper.start()
+            self._start_reaper()
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="localembed-keepalive",
+                                                daemon=True)
+                self._reaper.start()
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> Registry:
@@ -95,10 +101,24 @@ class Registry:
                 raise StoreError(f"{model_id} is the default model; switch the default first")
             engine = self._engines.pop(model_id, None)
             self._used.pop(model_id, None)
+            self._keep.pop(model_id, None)
         if engine is None:
             return False
         engine.close(drain=True)
         return True
+
+    def keep(self, model_id: str, seconds: float) -> None:
+        """Keep ``model_id`` loaded ``seconds`` after its last use (< 0: until unloaded; 0:
+        unload now, once its queued work is done). The default model always stays."""
+        if model_id == self.default_id:
+            return
+        if seconds == 0:
+            with contextlib.suppress(StoreError):
+                self.unload(model_id)
+            return
+        self._keep[model_id] = seconds
+        if seconds > 0:
+            self._start_reaper()
 
     def is_loaded(self, model_id: str) -> bool:
         return model_id in self._engines
@@ -107,10 +127,11 @@ class Registry:
         return list(self._engines.values())
 
     def _reap(self) -> None:
-        while not self._stop.wait(min(5.0, self.keep_alive)):
+        while not self._stop.wait(1.0):
             now = time.monotonic()
             for model_id, used in list(self._used.items()):
-                if model_id != self.default_id and now - used > self.keep_alive:
+                limit = self._keep.get(model_id, self.keep_alive)
+                if model_id != self.default_id and limit > 0 and now - used > limit:
                     with contextlib.suppress(StoreError):
                         self.unload(model_id)
 

@@ -59,6 +59,13 @@ class ServerConfig:
     keep_alive: float = 300.0  # seconds a non-default model stays loaded unused; 0 = forever
 
 
+    def limits(self):  # type: ignore[no-untyped-def]
+        """The per-request bounds the core service enforces."""
+        from localembed.service import Limits
+
+        return Limits(self.max_inputs, self.max_request_tokens, self.request_timeout)
+
+
 def local_url(host: str, port: int) -> str:
     """The URL a client on this machine uses for a server bound to ``host``:``port``."""
     if host in ("0.0.0.0", "::", ""):  # bound to every interface: loopback reaches it

@@ -119,3 +119,31 @@ def health(url: str) -> bool:
 
 
 __all__ = ["ARCHITECTURES"]
+
+
+@pytest.fixture(scope="module")
+def app_factory(synthetic):
+    """Flask apps over real models, without a socket: for HTTP behaviour that needs no server.
+
+    ``make(config, arch)`` returns a test client; registries close at the end of the module.
+    """
+    from localembed.registry import Registry
+    from localembed.server import create_app
+    from localembed.settings import ServerConfig
+
+    registries = []
+
+    def make(config: ServerConfig | None = None, arch: str = "bert", **model: object):
+        registry = Registry(str(synthetic(arch, **model)))
+        registries.append(registry)
+        return create_app(config or ServerConfig(), registry).test_client()
+
+    yield make
+    for registry in registries:
+        registry.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_factory):
+    """A test client of the API over a tiny BERT model, with default settings."""
+    return app_factory()

@@ -241,11 +241,11 @@ def test_ollama_routes_answer_in_ollama_shape(gemma_server) -> None:
 # -- token ids -----------------------------------------------------------------------------------
 
 
-def test_token_ids_without_tiktoken_say_what_to_do(starter_server) -> None:
-    url, _ = starter_server
-    status, body, _ = call(url, "/v1/embeddings", {"input": [[9906, 1917]]})
-    assert status == 400 and body["error"]["code"] == "token_ids_unsupported"
-    assert "check_embedding_ctx_length=False" in body["error"]["message"]
+def test_token_ids_without_a_decoder_say_what_to_do(starter_gguf) -> None:
+    with running(ServerConfig(), starter_gguf("f16"), decoder=None) as (url, _):
+        status, body, _ = call(url, "/v1/embeddings", {"input": [[9906, 1917]]})
+        assert status == 400 and body["error"]["code"] == "token_ids_unsupported"
+        assert "check_embedding_ctx_length=False" in body["error"]["message"]
 
 
 def test_token_ids_are_decoded_with_tiktoken(starter_gguf) -> None:

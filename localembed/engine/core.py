@@ -53,6 +53,19 @@ class EmbedOptions:
     add_special_tokens: bool = True  # BOS/CLS/EOS/SEP as the model's tokenizer adds them
 
 
+def similarity_options(options: EmbedOptions) -> tuple[EmbedOptions, EmbedOptions]:
+    """(query options, document options) for ranking documents against a query.
+
+    Retrieval is asymmetric for prompted models: the query gets the query prompt (and any
+    instruction), the documents the document prompt (and any title), unless a task is given.
+    Scores are cosines, so both sides are normalized.
+    """
+    query = replace(options, task=options.task or "query", title=None, normalize=True)
+    document = replace(options, task=options.task or "document", instruction=None,
+                       normalize=True)
+    return query, document
+
+
 @dataclass
 class EmbeddingResult:
     """Vectors in input order plus the token count of each input (for usage reporting)."""
@@ -168,6 +181,12 @@ class Engine:
                     f"(0..{self.n_vocab - 1})", param="input",
                 )
         head, tail = (self._head, self._tail) if options.add_special_tokens else ([], [])
+        if not isinstance(item, str):
+            # Ids from /tokenize already carry the frame; never add BOS/EOS/CLS/SEP twice.
+            if head and body[:len(head)] == head:
+                body = body[len(head):]
+            if tail and body[-len(tail):] == tail:
+                body = body[:-len(tail)]
         limit = self.max_tokens
         if options.max_tokens is not None:
             if not 0 < options.max_tokens <= self.max_tokens:
@@ -258,16 +277,12 @@ class Engine:
         return self.submit(items, options).result(timeout)
 
     def similarity(self, query: str, texts: Sequence[str],
-                   query_options: EmbedOptions = EmbedOptions(task="query"),
-                   document_options: EmbedOptions = EmbedOptions(task="document")
-                   ) -> np.ndarray:
-        """Cosine similarity of ``query`` against each of ``texts``.
-
-        Retrieval is asymmetric for prompted models, hence separate options (query prompt for
-        the query, document prompt for the texts by default).
-        """
-        q = self.embed([query], replace(query_options, normalize=True)).vectors[0]
-        d = self.embed(list(texts), replace(document_options, normalize=True)).vectors
+                   options: EmbedOptions = EmbedOptions()) -> np.ndarray:
+        """Cosine similarity of ``query`` against each of ``texts`` (query and document
+        prompts unless ``options`` names a task; see ``similarity_options``)."""
+        query_options, document_options = similarity_options(options)
+        q = self.embed([query], query_options).vectors[0]
+        d = self.embed(list(texts), document_options).vectors
         return d @ q
 
     def matrix(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()

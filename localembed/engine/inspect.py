@@ -13,10 +13,11 @@ from pathlib import Path
 
 import gguf
 
-from localembed.families import BERT_LIKE, Family, family_for
+from localembed.families import Family, family_for
 from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY
 
-POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+# llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
+POOLING_NAMES = {int(p): p.name.lower() for p in gguf.PoolingType}
 
 
 class ModelLoadError(Exception):
@@ -94,9 +95,10 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     pooling = int(pooling) if isinstance(pooling, int) else None
     name = _field(reader, "general.name")
     name = name if isinstance(name, str) else path.stem
-    known_encoder = arch in BERT_LIKE or arch == "gemma-embedding"
     looks_like_embedder = (
-        known_encoder or (pooling not in (None, 0)) or "embed" in name.lower()
+        family.embedding_only
+        or pooling not in (None, gguf.PoolingType.NONE)
+        or "embed" in name.lower()
     )
     if not looks_like_embedder:
         raise ModelLoadError(
@@ -104,18 +106,15 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
             "model (localembed serves embedding GGUFs such as EmbeddingGemma or "
             "Qwen3-Embedding)"
         )
-    if pooling in (None, 0):
-        pooling = family.default_pooling if family.default_pooling is not None else 1
-    if pooling == 4:
+    if pooling in (None, gguf.PoolingType.NONE):
+        pooling = (family.default_pooling if family.default_pooling is not None
+                   else int(gguf.PoolingType.MEAN))
+    if pooling == gguf.PoolingType.RANK:
         raise ModelLoadError(f"{path.name} is a reranker (rank pooling), not an embedding model")
-    if arch == "gemma-embedding":
-        names = {t.name for t in reader.tensors}
-        if not {"dense_2.weight", "dense_3.weight"} <= names:
-            raise ModelLoadError(
-                f"{path.name} lacks EmbeddingGemma's dense projection layers (dense_2, dense_3) "
-                "and would give wrong vectors; this is an early, broken upload: download the "
-                "model again (e.g. `localembed pull embeddinggemma-300m`)"
-            )
+    if family.required_tensors:
+        problem = family.tensor_problem(path.name, {t.name for t in reader.tensors})
+        if problem is not None:
+            raise ModelLoadError(problem)
     context = _field(reader, f"{arch}.context_length")
     hidden = _field(reader, f"{arch}.embedding_length")
     if not isinstance(context, int) or not isinstance(hidden, int):

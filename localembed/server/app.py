@@ -15,11 +15,11 @@ from flask import Blueprint, Flask, Response, g, request
 from localembed import __version__
 from localembed.registry import Registry
 from localembed.server import cohere, manage, ollama, openai, security, webui
-from localembed.server.errors import APIError, register_error_handlers
+from localembed.server.errors import register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
-from localembed.server.parse import choice, get_engine, json_body, optional
 from localembed.server.state import ServerState, state
+from localembed.service import Service
 from localembed.settings import ServerConfig
 from localembed.tokenids import Decoder, local_cl100k
 
@@ -54,33 +54,6 @@ def openapi() -> dict:
     return openapi_document()
 
 
-@misc.post("/tokenize")
-def tokenize() -> dict:
-    """The model's own token ids for a text (what the model will see, specials included)."""
-    from localembed.engine import EmbedOptions, InputError
-    from localembed.engine.core import TRUNCATE_MODES
-
-    body = json_body()
-    content = body.get("content", body.get("input"))
-    if not isinstance(content, str | list) or (
-            isinstance(content, list) and not all(isinstance(c, str) for c in content)):
-        raise APIError(400, "'content' must be a string or an array of strings.",
-                       param="content", code="invalid_type")
-    engine = get_engine(state().registry, body)
-    options = EmbedOptions(task=optional(body, "task", str, "a string"),  # type: ignore[arg-type]
-                           instruction=optional(body, "instruction", str,  # type: ignore[arg-type]
-                                                "a string"),
-                           truncate=choice(body, "truncate", TRUNCATE_MODES,
-                                           "none"))  # type: ignore[arg-type]
-    texts = [content] if isinstance(content, str) else content
-    try:
-        tokens = [engine.prepare(t, options, i) for i, t in enumerate(texts)]
-    except InputError as exc:
-        raise APIError(400, str(exc), param=exc.param, code="invalid_value") from exc
-    return {"model": engine.id, "tokens": tokens[0] if isinstance(content, str) else tokens,
-            "count": sum(len(t) for t in tokens)}
-
-
 def create_app(config: ServerConfig | None = None, registry: Registry | None = None,
                decoder: Decoder | None | Callable[[], Decoder | None] = local_cl100k) -> Flask:
     """The localembed HTTP API.
@@ -96,7 +69,8 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app = Flask("localembed", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["localembed"] = ServerState(config, registry, decoder, Metrics())
+    app.extensions["localembed"] = ServerState(config, registry, decoder, Metrics(),
+                                               service=Service(registry, config.limits()))
     security.install(app, config)
     register_error_handlers(app)
     app.register_blueprint(misc)

@@ -75,10 +75,41 @@ def _from_http(exc: HTTPException) -> APIError:
     return APIError(status, message, code=_CODES.get(status))
 
 
+def from_core(exc: Exception) -> APIError:
+    """The HTTP status and code of a core failure: the one place they are decided."""
+    from localembed.engine import EngineClosed, InputError, ModelLoadError
+    from localembed.service import RequestTimeout
+    from localembed.store import ModelNotFound, StoreError
+
+    if isinstance(exc, InputError):
+        return APIError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, ModelNotFound):
+        return APIError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, ModelLoadError):
+        return APIError(500, f"The model could not be loaded: {exc}", param="model",
+                        code="model_load_failed", type_="server_error")
+    if isinstance(exc, EngineClosed):
+        return APIError(503, f"{exc}; retry the request.", code="model_unloaded",
+                        type_="server_error")
+    if isinstance(exc, RequestTimeout):
+        return APIError(504, str(exc), code="timeout", type_="server_error")
+    if isinstance(exc, StoreError):
+        return APIError(409, str(exc), param="model", code="model_in_use")
+    raise TypeError(f"not a core error: {exc!r}")
+
+
 def register_error_handlers(app: Flask) -> None:
+    from localembed.engine import EngineClosed, InputError, ModelLoadError
+    from localembed.service import RequestTimeout
+    from localembed.store import ModelNotFound, StoreError
+
     @app.errorhandler(APIError)
     def api_error(exc: APIError) -> Response:
         return error_response(exc)
+
+    for kind in (InputError, ModelNotFound, ModelLoadError, EngineClosed, RequestTimeout,
+                 StoreError):
+        app.register_error_handler(kind, lambda exc: error_response(from_core(exc)))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

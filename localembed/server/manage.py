@@ -13,14 +13,14 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from localembed.catalog import CATALOG, STARTER
 from localembed.convert import ConversionError
+from localembed.dialects import manage
 from localembed.engine.inspect import ModelLoadError
 from localembed.pull import PullError
+from localembed.server.body import body, reply
 from localembed.server.errors import APIError
 from localembed.server.openai import model_card
-from localembed.server.parse import get_engine, json_body, optional, required
 from localembed.server.state import state
 from localembed.settings import save_setting
-from localembed.starter import STARTER_ID
 from localembed.store import ModelNotFound, StoreError, import_model, installed, remove, valid_id
 
 bp = Blueprint("manage", __name__)
@@ -29,35 +29,27 @@ FINAL = ("done", "error", "cancelled")
 
 
 @bp.get("/v1/catalog")
-def catalog() -> dict:
+def catalog() -> Response:
     have = set(installed())
-    entries = [{"id": STARTER_ID, **STARTER, "installed": True, "builtin": True}]
+    entries = [manage.CatalogEntry(**STARTER, installed=True, builtin=True)]
     for e in CATALOG:
-        entries.append({
-            "id": e.id, "repo": e.repo, "filename": e.filename, "family": e.family,
-            "dimensions": e.dimensions, "context": e.context, "license": e.license,
-            "description": e.description, "quantization": e.quantization,
-            "size_bytes": e.size, "pinned": e.pinned, "recommended": e.recommended,
-            "aliases": list(e.aliases), "installed": e.id in have,
-        })
-    return {"object": "list", "data": entries}
-
-
-def _model_id(value: object) -> str:
-    if not isinstance(value, str) or not valid_id(value):
-        raise APIError(400, "'model' must be a model id (letters, digits, '.', '_', '-').",
-                       param="model", code="invalid_value")
-    return value
+        entries.append(manage.CatalogEntry(
+            id=e.id, repo=e.repo, filename=e.filename, family=e.family,
+            dimensions=e.dimensions, context=e.context, license=e.license,
+            description=e.description, quantization=e.quantization, size_bytes=e.size,
+            pinned=e.pinned, recommended=e.recommended, aliases=list(e.aliases),
+            installed=e.id in have))
+    return reply(manage.Catalog(entries))
 
 
 @bp.post("/v1/pull")
-def start_pull() -> tuple[dict, int]:
-    name = _model_id(json_body().get("model"))
+def start_pull() -> Response:
+    name = _valid(body(manage.PullBody).model)
     try:
         task, started = state().pulls.start(name)
     except PullError as exc:
         raise APIError(404, str(exc), param="model", code="model_not_found") from exc
-    return task.progress.as_dict(), 202 if started else 200
+    return reply(task.progress.as_dict(), 202 if started else 200)
 
 
 @bp.get("/v1/pull")
@@ -106,6 +98,13 @@ def pull_events(model_id: str) -> Response:
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _valid(model_id: str) -> str:
+    if not valid_id(model_id):
+        raise APIError(400, f"invalid model name {model_id!r}: use letters, digits, '.', '_', "
+                            "'-' (no paths).", param="model", code="invalid_value")
+    return model_id
+
+
 def _installed_id(model_id: str) -> str:
     if not valid_id(model_id) or model_id not in installed():
         raise APIError(404, f"The model '{model_id}' is not installed.", param="model",
@@ -114,34 +113,30 @@ def _installed_id(model_id: str) -> str:
 
 
 @bp.post("/v1/models/<model_id>/load")
-def load(model_id: str) -> dict:
-    get_engine(state().registry, _installed_id(model_id))
-    return model_card(model_id)
+def load(model_id: str) -> Response:
+    state().registry.get(_installed_id(model_id))
+    return reply(model_card(model_id))
 
 
 @bp.post("/v1/models/<model_id>/unload")
-def unload(model_id: str) -> dict:
-    try:
-        state().registry.unload(_installed_id(model_id))
-    except StoreError as exc:
-        raise APIError(409, str(exc), param="model", code="model_in_use") from exc
-    return model_card(model_id)
+def unload(model_id: str) -> Response:
+    state().registry.unload(_installed_id(model_id))  # StoreError: 409
+    return reply(model_card(model_id))
 
 
 @bp.post("/v1/default")
-def set_default() -> dict:
+def set_default() -> Response:
     """Serve another model as the default (and remember it unless "persist": false)."""
-    body = json_body()
-    model_id = _installed_id(_model_id(body.get("model")))
-    persist = optional(body, "persist", bool, "true or false")
+    request = body(manage.DefaultBody)
+    model_id = _installed_id(_valid(request.model))
     try:
         state().registry.set_default(model_id)
     except (ModelNotFound, ModelLoadError) as exc:
         raise APIError(500, f"cannot load {model_id}: {exc}", code="model_load_failed",
                        type_="server_error") from exc
-    if persist is not False:
+    if request.persist:
         save_setting("model", model_id)
-    return model_card(model_id)
+    return reply(model_card(model_id))
 
 
 @bp.delete("/v1/models/<model_id>")
@@ -158,21 +153,16 @@ def delete(model_id: str) -> dict:
             registry.unload(model_id)
         except StoreError as exc:
             raise APIError(409, str(exc), param="model", code="model_in_use") from exc
-    try:
-        remove(model_id)
-    except StoreError as exc:
-        raise APIError(409, str(exc), param="model", code="model_in_use") from exc
-    return {"id": model_id, "object": "model", "deleted": True}
+    remove(model_id)  # StoreError: 409
+    return reply(manage.Deleted(model_id))
 
 
 @bp.post("/v1/models/import")
-def import_route() -> dict:
+def import_route() -> Response:
     """Install a .gguf file or sentence-transformers folder from a path on this machine."""
-    body = json_body()
-    path = required(body, "path", "a path on this machine")
-    model_id = optional(body, "id", str, "a model id")
+    request = body(manage.ImportBody)
     try:
-        new_id = import_model(path, model_id)  # type: ignore[arg-type]
+        new_id = import_model(request.path, request.id)
     except (StoreError, ModelLoadError, ConversionError) as exc:
         raise APIError(400, str(exc), param="path", code="import_failed") from exc
-    return model_card(new_id)
+    return reply(model_card(new_id))

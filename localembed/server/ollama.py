@@ -5,74 +5,51 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from localembed import __version__
-from localembed.engine import EmbedOptions
-from localembed.server.errors import APIError
-from localembed.server.parse import (
-    get_engine,
-    json_body,
-    optional,
-    positive_int,
-    required,
-    run_embedding,
-)
+from localembed.dialects import ollama
+from localembed.server.body import body, reply
 from localembed.server.state import state
 from localembed.store import describe, installed
 
 bp = Blueprint("ollama", __name__)
 
 
-def _texts(body: dict, key: str) -> list[str]:
-    value = body.get(key)
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        if len(value) > state().config.max_inputs:
-            raise APIError(400, f"at most {state().config.max_inputs} inputs per request")
-        return value
-    raise APIError(400, f"'{key}' must be a string or a non-empty array of strings")
+def _embed(request: ollama.OllamaFields, core) -> tuple:  # type: ignore[no-untyped-def]
+    """Run one Ollama request, then apply its keep_alive to the model it used."""
+    st = state()
+    keep_alive = request.keep_alive_seconds()
+    started = time.perf_counter()
+    engine = st.service.engine(request.model)
+    loaded = time.perf_counter()
+    result = st.service.embed(core, engine)
+    st.metrics.count_work(len(result.tokens), result.total_tokens)
+    if keep_alive is not None:
+        st.registry.keep(result.model, keep_alive)
+    return result, started, loaded
 
 
 @bp.post("/api/embed")
-def embed() -> dict:
-    st = state()
-    body = json_body()
-    texts = _texts(body, "input")
-    truncate = optional(body, "truncate", bool, "true or false")
-    options = EmbedOptions(dimensions=positive_int(body, "dimensions"),
-                           task=optional(body, "task", str, "a string"),  # type: ignore[arg-type]
-                           truncate="none" if truncate is False else "end")
-    started = time.perf_counter()
-    engine = get_engine(st.registry, body)
-    loaded = time.perf_counter()
-    engine, result = run_embedding(engine, texts, options, st.config, st.registry)
-    st.metrics.count_work(len(texts), result.total_tokens)
-    return {
-        "model": body.get("model") or engine.id,
-        "embeddings": result.vectors.tolist(),
-        "total_duration": int((time.perf_counter() - started) * 1e9),
-        "load_duration": int((loaded - started) * 1e9),
-        "prompt_eval_count": result.total_tokens,
-    }
+def embed() -> Response:
+    request = body(ollama.OllamaEmbedRequest)
+    result, started, loaded = _embed(request, request.to_request())
+    return reply(ollama.OllamaEmbedResponse(
+        model=request.model or result.model, embeddings=result.vectors.tolist(),
+        total_duration=int((time.perf_counter() - started) * 1e9),
+        load_duration=int((loaded - started) * 1e9), prompt_eval_count=result.total_tokens))
 
 
 @bp.post("/api/embeddings")
-def embeddings() -> dict:
+def embeddings() -> Response:
     """Ollama's legacy single-prompt form."""
-    st = state()
-    body = json_body()
-    prompt = required(body, "prompt")
-    engine = get_engine(st.registry, body)
-    engine, result = run_embedding(engine, [prompt], EmbedOptions(), st.config,
-                                   st.registry)
-    st.metrics.count_work(1, result.total_tokens)
-    return {"embedding": result.vectors[0].tolist()}
+    request = body(ollama.OllamaEmbeddingsRequest)
+    result, _, _ = _embed(request, request.to_request())
+    return reply(ollama.OllamaEmbeddingsResponse(result.vectors[0].tolist()))
 
 
 @bp.get("/api/tags")
-def tags() -> dict:
+def tags() -> Response:
     models = []
     for model_id in installed():
         try:
@@ -82,19 +59,14 @@ def tags() -> dict:
         if "error" in d:
             continue
         modified = datetime.fromtimestamp(d["modified"], tz=timezone.utc)
-        models.append({
-            "name": f"{model_id}:latest",
-            "model": f"{model_id}:latest",
-            "modified_at": modified.isoformat(),
-            "size": d["size_bytes"],
-            "digest": "",
-            "details": {"format": "gguf", "family": d["architecture"],
-                        "families": [d["architecture"]], "parameter_size": "",
-                        "quantization_level": d["quantization"]},
-        })
-    return {"models": models}
+        models.append(ollama.OllamaTag(
+            name=f"{model_id}:latest", model=f"{model_id}:latest",
+            modified_at=modified.isoformat(), size=d["size_bytes"], digest="",
+            details=ollama.OllamaTagDetails("gguf", d["architecture"], [d["architecture"]], "",
+                                      d["quantization"])))
+    return reply(ollama.OllamaTags(models))
 
 
 @bp.get("/api/version")
-def version() -> dict:
-    return {"version": __version__}
+def version() -> Response:
+    return reply(ollama.OllamaVersion(__version__))

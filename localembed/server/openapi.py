@@ -1,284 +1,188 @@
 """The OpenAPI 3.1 description of every route, served at /openapi.json.
 
-Written by hand next to the routes it describes; the test suite runs schemathesis against it,
-so a route that drifts from its description fails CI.
+Generated: request and response schemas come from the same msgspec models that validate the
+bodies and build the answers (``localembed.dialects``), and a test checks that every flask route
+appears here, so the document cannot drift from the code. Schemathesis runs against it in CI.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgspec
+
 from localembed import __version__
-from localembed.encoding import EMBED_DTYPES, ENCODING_FORMATS, ENDIANNESS, OUTPUT_DTYPES
-from localembed.engine.core import TRUNCATE_MODES
-from localembed.families import TASKS
-
-STRING = {"type": "string"}
-INT = {"type": "integer"}
-NUMBER = {"type": "number"}
-BOOL = {"type": "boolean"}
-TOKEN = {"type": "integer", "minimum": 0}
+from localembed.dialects import cohere, local, manage, ollama, openai
 
 
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+class Error(msgspec.Struct):
+    """OpenAI's error object (every route but /api/* and /v2/*)."""
+
+    error: ErrorBody
 
 
-def obj(properties: dict, required: tuple[str, ...] = ()) -> dict:
-    schema: dict = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    return schema
+class ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
 
 
-def array(items: dict, min_items: int = 0) -> dict:
-    schema: dict = {"type": "array", "items": items}
-    if min_items:
-        schema["minItems"] = min_items
-    return schema
+class OllamaError(msgspec.Struct):
+    error: str
 
 
-def json_content(schema: dict) -> dict:
-    return {"application/json": {"schema": schema}}
+class CohereError(msgspec.Struct):
+    id: str
+    message: str
 
 
-OPENAI_ERRORS = (400, 401, 403, 404, 409, 413, 500, 503, 504)
+class Health(msgspec.Struct):
+    status: str
+    version: str
+    model: str
+    backend: str
+    loaded: list[str]
 
 
-def responses(ok: dict, errors: tuple[int, ...] = OPENAI_ERRORS, error_schema: str = "Error",
-              media: str = "application/json") -> dict:
-    out = {"200": {"description": "OK", "content": {media: {"schema": ok}}}}
-    for status in errors:
-        out[str(status)] = {"description": "Error", "content": json_content(ref(error_schema))}
-    return out
+class Info(msgspec.Struct):
+    name: str
+    version: str
+    openapi: str
+    embeddings: str
+    playground: str
 
 
-def post(summary: str, body: dict, ok: dict, error_schema: str = "Error") -> dict:
-    return {"post": {"summary": summary,
-                     "requestBody": {"required": True, "content": json_content(body)},
-                     "responses": responses(ok, error_schema=error_schema)}}
+ERRORS = (400, 401, 403, 404, 409, 413, 500, 503, 504)
+READ_ERRORS = (401, 403, 500)
 
 
-def get(summary: str, ok: dict, errors: tuple[int, ...] = (401, 403, 500),
-        error_schema: str = "Error", media: str = "application/json") -> dict:
-    return {"get": {"summary": summary, "responses": responses(ok, errors, error_schema,
-                                                               media)}}
+@dataclass(frozen=True)
+class Route:
+    """One operation: method, path, what it takes and what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    response: Any  # a msgspec type, or a media type string for non-JSON answers
+    request: Any = None
+    errors: tuple[int, ...] = ERRORS
+    error: type = Error
+    query: tuple[tuple[str, str], ...] = ()  # (name, JSON type)
+
+    @property
+    def status(self) -> str:
+        return "202" if self.path == "/v1/pull" and self.method == "post" else "200"
 
 
-EXTENSIONS = {
-    "task": {"type": "string", "description": f"Task prompt: {', '.join(TASKS)}."},
-    "instruction": {"type": "string", "description": "Custom instruction (Qwen3, Gemma)."},
-    "title": {"type": "string", "description": "Document title (EmbeddingGemma)."},
-    "normalize": {"type": "boolean", "description": "L2-normalise (default true)."},
-    "truncate": {"anyOf": [{"type": "string", "enum": list(TRUNCATE_MODES)}, BOOL],
-                 "description": "Long inputs: cut the end (default), the start, or refuse."},
-    "dimensions": {"type": "integer", "minimum": 1,
-                   "description": "Matryoshka size, for models trained for it."},
-}
-
-SCHEMAS = {
-    "Error": obj({"error": obj({"message": STRING,
-                                "type": STRING,
-                                "param": {"type": ["string", "null"]},
-                                "code": {"type": ["string", "null"]}},
-                               ("message", "type", "param", "code"))}, ("error",)),
-    "OllamaError": obj({"error": STRING}, ("error",)),
-    "EmbeddingRequest": obj({
-        "input": {"anyOf": [STRING, array(STRING, 1), array(TOKEN, 1),
-                            array(array(TOKEN), 1)],
-                  "description": "Text, texts, token ids, or arrays of token ids."},
-        "model": STRING,
-        "encoding_format": {"type": "string", "enum": list(ENCODING_FORMATS)},
-        "output_dtype": {"type": "string", "enum": list(OUTPUT_DTYPES)},
-        "output_dimension": {"type": "integer", "minimum": 1,
-                             "description": "Mistral's name for dimensions."},
-        "embed_dtype": {"type": "string", "enum": list(EMBED_DTYPES)},
-        "endianness": {"type": "string", "enum": list(ENDIANNESS)},
-        "truncate_prompt_tokens": {"type": "integer", "minimum": -1},
-        "truncation_side": {"type": "string", "enum": ["left", "right"]},
-        "use_activation": BOOL,
-        "add_special_tokens": BOOL,
-        "messages": array(obj({"role": STRING, "content": {"anyOf": [STRING, array(
-            obj({"type": STRING, "text": STRING}))]}}, ("role", "content"))),
-        "user": STRING,
-        **EXTENSIONS,
-    }),
-    "CohereError": obj({"id": STRING, "message": STRING}, ("message",)),
-    "CohereEmbedRequest": obj({
-        "model": STRING, "texts": array(STRING, 1),
-        "inputs": array(obj({"content": array(obj({"type": STRING, "text": STRING}))})),
-        "input_type": {"type": "string", "enum": ["search_query", "search_document",
-                                                  "classification", "clustering"]},
-        "embedding_types": array({"type": "string",
-                                  "enum": [*OUTPUT_DTYPES, "base64"]}),
-        "output_dimension": {"type": "integer", "minimum": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "truncate": {"type": "string", "enum": ["NONE", "START", "END"]},
-    }),
-    "CohereEmbedResponse": obj({
-        "id": STRING, "embeddings": {"type": "object"}, "texts": array(STRING),
-        "meta": {"type": "object"}, "response_type": STRING}, ("id", "embeddings")),
-    "ScoreRequest": obj({"model": STRING,
-                         "text_1": {"anyOf": [STRING, array(STRING, 1)]},
-                         "text_2": {"anyOf": [STRING, array(STRING, 1)]},
-                         "dimensions": {"type": "integer", "minimum": 1}},
-                        ("text_1", "text_2")),
-    "ScoreResponse": obj({"id": STRING, "object": STRING, "created": INT, "model": STRING,
-                          "data": array(obj({"index": INT, "object": STRING,
-                                             "score": NUMBER})),
-                          "usage": {"type": "object"}}, ("data", "model")),
-    "EmbeddingResponse": obj({
-        "object": {"const": "list"},
-        "data": array(obj({"object": {"const": "embedding"}, "index": INT,
-                           "embedding": {"anyOf": [array(NUMBER), STRING]}},
-                          ("object", "index", "embedding"))),
-        "model": STRING,
-        "usage": obj({"prompt_tokens": INT, "total_tokens": INT, "completion_tokens": INT},
-                     ("prompt_tokens", "total_tokens")),
-        "id": STRING,
-    }, ("object", "data", "model", "usage")),
-    "Model": obj({"id": STRING, "object": {"const": "model"}, "owned_by": STRING,
-                  "created": INT, "loaded": BOOL, "default": BOOL, "dimensions": INT,
-                  "context_length": INT, "max_tokens": INT, "family": STRING,
-                  "max_seq_length": {"type": ["integer", "null"]},
-                  "matryoshka_dimensions": {"type": ["array", "null"], "items": INT},
-                  "size_bytes": INT},
-                 ("id", "object", "owned_by")),
-    "SimilarityRequest": obj({"query": STRING, "documents": array(STRING, 1),
-                              "model": STRING, **EXTENSIONS}, ("query", "documents")),
-    "SimilarityResponse": obj({
-        "object": {"const": "list"}, "model": STRING,
-        "data": array(obj({"object": STRING, "index": INT, "score": NUMBER,
-                           "document": STRING}, ("index", "score"))),
-        "usage": obj({"prompt_tokens": INT, "total_tokens": INT}),
-        "duration_ms": NUMBER,
-    }, ("object", "model", "data")),
-    "TokenizeRequest": obj({"content": {"anyOf": [STRING, array(STRING)]}, "model": STRING,
-                            "task": STRING, "instruction": STRING,
-                            "truncate": {"type": "string", "enum": list(TRUNCATE_MODES)}},
-                           ("content",)),
-    "TokenizeResponse": obj({"model": STRING,
-                             "tokens": {"anyOf": [array(INT), array(array(INT))]},
-                             "count": INT}, ("model", "tokens", "count")),
-    "Progress": obj({"model": STRING, "status": STRING, "downloaded": INT,
-                     "total": {"type": ["integer", "null"]}, "percent": NUMBER,
-                     "speed": NUMBER, "eta": {"type": ["number", "null"]},
-                     "resumed_from": INT, "error": {"type": ["string", "null"]},
-                     "source": {"type": ["string", "null"]},
-                     "notice": {"type": ["string", "null"]}},
-                    ("model", "status", "downloaded", "percent")),
-    "OllamaEmbedRequest": obj({"model": STRING,
-                               "input": {"anyOf": [STRING, array(STRING, 1)]},
-                               "truncate": BOOL, "dimensions": {"type": "integer", "minimum": 1},
-                               "keep_alive": {"anyOf": [STRING, NUMBER]},
-                               "options": {"type": "object"}}, ("input",)),
-    "OllamaEmbedResponse": obj({"model": STRING, "embeddings": array(array(NUMBER)),
-                                "total_duration": INT, "load_duration": INT,
-                                "prompt_eval_count": INT}, ("model", "embeddings")),
-    "OllamaEmbeddingsRequest": obj({"model": STRING, "prompt": STRING,
-                                    "options": {"type": "object"},
-                                    "keep_alive": {"anyOf": [STRING, NUMBER]}}, ("prompt",)),
-}
+def _routes() -> list[Route]:
+    mid = "/v1/models/{model_id}"
+    routes = [
+        Route("get", "/", "The browser playground", "text/html", errors=(403, 500)),
+        Route("get", "/v1/info", "Server name and pointers", Info, errors=READ_ERRORS),
+        Route("get", "/health", "Liveness: default model and backend (no API key needed)",
+              Health, errors=(403, 500)),
+        Route("get", "/metrics", "Prometheus metrics", "text/plain", errors=READ_ERRORS),
+        Route("get", "/openapi.json", "This document", dict, errors=READ_ERRORS),
+        Route("post", "/tokenize", "The model's token ids for texts (prompt and specials "
+              "included)", local.TokenizeResponse, local.TokenizeRequest),
+        Route("post", "/v1/similarity", "Rank documents by similarity to a query",
+              local.SimilarityResponse, local.SimilarityRequest),
+        Route("get", "/v1/catalog", "Models that can be pulled, and the starter model",
+              manage.Catalog, errors=READ_ERRORS),
+        Route("post", "/v1/pull", "Start downloading a catalog model (202; 200 if already "
+              "running)", manage.Progress, manage.PullBody),
+        Route("get", "/v1/pull", "Pulls started in this session", manage.ProgressList,
+              errors=READ_ERRORS),
+        Route("get", "/v1/pull/{model_id}", "One pull's progress", manage.Progress,
+              errors=(401, 403, 404, 500)),
+        Route("delete", "/v1/pull/{model_id}", "Cancel a pull (the partial file is kept)",
+              manage.Progress, errors=(401, 403, 404, 500)),
+        Route("get", "/v1/pull/{model_id}/events", "Server-sent events with the pull's "
+              "progress until it ends", "text/event-stream", errors=(401, 403, 404, 500)),
+        Route("get", mid, "One installed model", openai.ModelCard, errors=(401, 403, 404, 500)),
+        Route("delete", mid, "Remove an installed model (force=true unloads it first)",
+              manage.Deleted, errors=(401, 403, 404, 409, 500), query=(("force", "boolean"),)),
+        Route("post", mid + "/load", "Load an installed model", openai.ModelCard),
+        Route("post", mid + "/unload", "Unload a model (queued requests finish first)",
+              openai.ModelCard),
+        Route("post", "/v1/default", "Serve another installed model as the default",
+              openai.ModelCard, manage.DefaultBody),
+        Route("post", "/v1/models/import", "Install a .gguf file or sentence-transformers "
+              "folder from a path on this machine", openai.ModelCard, manage.ImportBody),
+        Route("post", "/api/embed", "Create embeddings (Ollama)", ollama.OllamaEmbedResponse,
+              ollama.OllamaEmbedRequest, error=OllamaError),
+        Route("post", "/api/embeddings", "Create one embedding (Ollama's legacy form)",
+              ollama.OllamaEmbeddingsResponse, ollama.OllamaEmbeddingsRequest,
+              error=OllamaError),
+        Route("get", "/api/tags", "Installed models (Ollama)", ollama.OllamaTags,
+              errors=READ_ERRORS, error=OllamaError),
+        Route("get", "/api/version", "Server version (Ollama)", ollama.OllamaVersion,
+              errors=READ_ERRORS, error=OllamaError),
+        Route("post", "/v2/embed", "Create embeddings (Cohere Embed v2)",
+              cohere.CohereEmbedResponse, cohere.CohereEmbedRequest, error=CohereError),
+    ]
+    for prefix in ("/v1", ""):
+        routes += [
+            Route("post", f"{prefix}/embeddings", "Create embeddings (OpenAI, Mistral and vLLM "
+                  "fields)", openai.EmbeddingResponse, openai.EmbeddingRequest),
+            Route("get", f"{prefix}/models", "Installed models", openai.ModelList,
+                  errors=READ_ERRORS),
+        ]
+    for path in ("/score", "/v1/score"):
+        routes.append(Route("post", path, "Cosine scores of text pairs (vLLM)",
+                            local.ScoreResponse, local.ScoreRequest))
+    return routes
 
 
+ROUTES = _routes()
+
+
+def _content(schema: object, media: str = "application/json") -> dict:
+    return {media: {"schema": schema}}
+
+
+@cache
 def openapi_document() -> dict:
+    types = {r.response for r in ROUTES if not isinstance(r.response, str)}
+    types |= {r.request for r in ROUTES if r.request is not None}
+    types |= {r.error for r in ROUTES}
+    ordered = sorted(types, key=lambda t: getattr(t, "__name__", str(t)))
+    schemas, components = msgspec.json.schema_components(
+        ordered, ref_template="#/components/schemas/{name}")
+    by_type = dict(zip(ordered, schemas, strict=True))
+    paths: dict[str, dict] = {}
+    for route in ROUTES:
+        if isinstance(route.response, str):
+            ok = _content({"type": "string"}, route.response)
+        else:
+            ok = _content(by_type[route.response])
+        responses = {route.status: {"description": "OK", "content": ok}}
+        for status in route.errors:
+            responses[str(status)] = {"description": "Error",
+                                      "content": _content(by_type[route.error])}
+        operation: dict = {"summary": route.summary, "responses": responses}
+        if route.request is not None:
+            operation["requestBody"] = {"required": True,
+                                        "content": _content(by_type[route.request])}
+        parameters = [{"name": name, "in": "query", "required": False,
+                       "schema": {"type": kind}} for name, kind in route.query]
+        if "{model_id}" in route.path:
+            parameters.insert(0, {"name": "model_id", "in": "path", "required": True,
+                                  "schema": {"type": "string"}})
+        if parameters:
+            operation["parameters"] = parameters
+        paths.setdefault(route.path, {})[route.method] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "localembed", "version": __version__,
                  "description": "A local, OpenAI-compatible embeddings server."},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": components,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearerAuth": []}],
-        "paths": {
-            "/": get("The browser playground", STRING, errors=(403, 500), media="text/html"),
-            "/v1/info": get("Server name and pointers", {"type": "object"}),
-            "/health": get("Liveness: the default model and backend (no API key needed)",
-                           obj({"status": STRING, "model": STRING, "backend": STRING,
-                                "version": STRING, "loaded": array(STRING)}, ("status",)),
-                           errors=(403, 500)),
-            "/metrics": get("Prometheus metrics", STRING, media="text/plain"),
-            "/openapi.json": get("This document", {"type": "object"}),
-            "/v1/embeddings": post("Create embeddings (OpenAI-compatible)",
-                                   ref("EmbeddingRequest"), ref("EmbeddingResponse")),
-            "/embeddings": post("Create embeddings (the same, without /v1)",
-                                ref("EmbeddingRequest"), ref("EmbeddingResponse")),
-            "/models": get("Installed models (the same, without /v1)",
-                           obj({"object": STRING, "data": array(ref("Model"))},
-                               ("object", "data"))),
-            "/v2/embed": post("Create embeddings (Cohere Embed v2)", ref("CohereEmbedRequest"),
-                              ref("CohereEmbedResponse"), error_schema="CohereError"),
-            "/score": post("Cosine scores of text pairs (vLLM-style)", ref("ScoreRequest"),
-                           ref("ScoreResponse")),
-            "/v1/score": post("Cosine scores of text pairs (vLLM-style)", ref("ScoreRequest"),
-                              ref("ScoreResponse")),
-            "/v1/models": get("Installed models",
-                              obj({"object": STRING, "data": array(ref("Model"))},
-                                  ("object", "data"))),
-            "/v1/models/{model_id}": {
-                "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                "schema": STRING}],
-                "get": {"summary": "One installed model",
-                        "responses": responses(ref("Model"), (401, 403, 404, 500))},
-                "delete": {"summary": "Remove an installed model (?force=true unloads it)",
-                           "parameters": [{"name": "force", "in": "query", "required": False,
-                                           "schema": BOOL}],
-                           "responses": responses(
-                               obj({"id": STRING, "object": STRING, "deleted": BOOL}),
-                               (401, 403, 404, 409, 500))}},
-            "/v1/similarity": post("Rank documents by similarity to a query",
-                                   ref("SimilarityRequest"), ref("SimilarityResponse")),
-            "/tokenize": post("The model's token ids for texts", ref("TokenizeRequest"),
-                              ref("TokenizeResponse")),
-            "/v1/catalog": get("Models that can be pulled, and the starter model",
-                               obj({"object": STRING, "data": array({"type": "object"})},
-                                   ("data",))),
-            "/v1/pull": {
-                **post("Start downloading a catalog model (202; 200 if already running)",
-                       obj({"model": STRING}, ("model",)), ref("Progress")),
-                **get("Pulls started in this session",
-                      obj({"object": STRING, "data": array(ref("Progress"))}, ("data",))),
-            },
-            "/v1/pull/{model_id}": {
-                "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                "schema": STRING}],
-                **get("One pull's progress", ref("Progress"), errors=(401, 403, 404, 500)),
-                "delete": {"summary": "Cancel a pull (the partial file is kept for resume)",
-                           "responses": responses(ref("Progress"), (401, 403, 404, 500))},
-            },
-            "/v1/pull/{model_id}/events": {
-                "get": {"summary": "Server-sent events with the pull's progress",
-                        "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                        "schema": STRING}],
-                        "responses": responses(STRING, (401, 403, 404, 500),
-                                               media="text/event-stream")}},
-            "/v1/models/{model_id}/load": {
-                "post": {"summary": "Load an installed model",
-                         "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                         "schema": STRING}],
-                         "responses": responses(ref("Model"))}},
-            "/v1/models/{model_id}/unload": {
-                "post": {"summary": "Unload a model (queued requests finish first)",
-                         "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                         "schema": STRING}],
-                         "responses": responses(ref("Model"))}},
-            "/v1/default": post("Serve another installed model as the default",
-                                obj({"model": STRING, "persist": BOOL}, ("model",)),
-                                ref("Model")),
-            "/v1/models/import": post("Install a .gguf file or sentence-transformers folder",
-                                      obj({"path": STRING, "id": STRING}, ("path",)),
-                                      ref("Model")),
-            "/api/embed": post("Create embeddings (Ollama-compatible)",
-                               ref("OllamaEmbedRequest"), ref("OllamaEmbedResponse"),
-                               error_schema="OllamaError"),
-            "/api/embeddings": post("Create one embedding (Ollama legacy)",
-                                    ref("OllamaEmbeddingsRequest"),
-                                    obj({"embedding": array(NUMBER)}, ("embedding",)),
-                                    error_schema="OllamaError"),
-            "/api/tags": get("Installed models (Ollama-compatible)",
-                             obj({"models": array({"type": "object"})}, ("models",)),
-                             errors=(401, 403, 500), error_schema="OllamaError"),
-            "/api/version": get("Server version (Ollama-compatible)",
-                                obj({"version": STRING}, ("version",)),
-                                errors=(401, 403, 500), error_schema="OllamaError"),
-        },
+        "paths": paths,
     }

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flask import current_app
 
+from localembed.engine import InputError
 from localembed.pull import PullManager
 from localembed.registry import Registry
 from localembed.server.metrics import Metrics
+from localembed.service import Service
 from localembed.settings import ServerConfig
-from localembed.tokenids import Decoder
+from localembed.tokenids import MODEL_MODE, UNAVAILABLE, Decoder
 
 
 @dataclass
@@ -20,6 +23,22 @@ class ServerState:
     decoder: Decoder | None
     metrics: Metrics = field(default_factory=Metrics)
     pulls: PullManager = field(default_factory=PullManager)
+    service: Service | None = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.service is None:
+            self.service = Service(self.registry, self.config.limits())
+
+    def token_decoder(self) -> Callable[[Sequence[int]], str] | None:
+        """How token-id input becomes text: cl100k_base decoding, or None (model's own ids)."""
+        if self.config.token_ids == MODEL_MODE:
+            return None
+        if self.decoder is None:
+            def unavailable(_tokens: Sequence[int]) -> str:
+                raise InputError(UNAVAILABLE, param="input", code="token_ids_unsupported")
+
+            return unavailable
+        return self.decoder.decode
 
 
 def state() -> ServerState:

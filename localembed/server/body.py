@@ -1,0 +1,23 @@
+"""Reading a request body as its dialect's model, and writing a response model as JSON."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+from flask import Response, request
+
+from localembed.dialects.common import decode
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+def body(model: type[T]) -> T:
+    """The request's JSON body validated as ``model``; InputError (a 400) otherwise."""
+    return decode(request.get_data(cache=True), model)
+
+
+def reply(value: object, status: int = 200) -> Response:
+    """A response model (or plain data) as JSON, encoded by msgspec in one pass."""
+    return Response(_encoder.encode(value), status=status, mimetype="application/json")

@@ -1,0 +1,148 @@
+"""The one execute path for embedding, similarity and scoring, whatever asked for it.
+
+Every face (the HTTP dialects, the CLI, the in-process ``LLM``, the web UI through HTTP) turns
+its request into an ``EmbedRequest`` or ``CompareRequest`` and runs it here, so the rules live
+once: per-request limits (inputs, tokens, time), the retry when a model is switched or unloaded
+between lookup and submission, usage counts, and the prompts similarity uses. Failures are core
+exceptions (``InputError``, ``ModelNotFound``, ``ModelLoadError``, ``EngineClosed``,
+``RequestTimeout``); only the HTTP layer knows status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from localembed.engine import EmbeddingResult, EmbedOptions, Engine, EngineClosed, InputError
+from localembed.engine.core import Input
+from localembed.registry import Registry
+
+
+class RequestTimeout(TimeoutError):
+    """The work did not finish within the request timeout."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds; the server's come from its config."""
+
+    max_inputs: int = 2048
+    max_request_tokens: int = 1_000_000
+    request_timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Inputs (texts or the model's own token ids) embedded with one set of options."""
+
+    inputs: Sequence[Input]
+    options: EmbedOptions = EmbedOptions()
+    model: str | None = None
+    field: str = "input"  # the dialect's name for the inputs, for error messages
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """Cosine scores of ``pairs`` of (left index, right index) over two lists of texts.
+
+    Similarity is a query (left) against documents (right) with the query and document
+    prompts; vLLM's score is the same with the options the caller gives both sides.
+    """
+
+    left: Sequence[str]
+    right: Sequence[str]
+    pairs: Sequence[tuple[int, int]]
+    left_options: EmbedOptions = EmbedOptions()
+    right_options: EmbedOptions = EmbedOptions()
+    model: str | None = None
+    field: str = "input"
+
+
+def similarity_request(query: str, documents: Sequence[str],
+                       options: EmbedOptions | None = None, model: str | None = None,
+                       field: str = "documents") -> CompareRequest:
+    """A query against documents: retrieval is asymmetric for prompted models, so the query
+    gets the query prompt and the documents the document prompt unless a task is given."""
+    query_options = replace(options, task=options.task or "query", title=None, normalize=True)
+    document_options = replace(options, task=options.task or "document", instruction=None,
+                               normalize=True)
+    return CompareRequest([query], list(documents), [(0, i) for i in range(len(documents))],
+                          query_options, document_options, model, field)
+
+
+@dataclass
+class Embedded:
+    model: str
+    vectors: np.ndarray
+    tokens: list[int]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens)
+
+
+@dataclass
+class Compared:
+    model: str
+    scores: np.ndarray  # one per pair, float64
+    total_tokens: int
+    inputs: int = field(default=0)  # how many texts were embedded
+
+
+class Service:
+    """Runs requests against a registry of loaded models, within limits."""
+
+    def __init__(self, registry: Registry, limits: Limits | None = None) -> None:
+        self.registry = registry
+        self.limits = limits or Limits()
+
+    def engine(self, model: str | None) -> Engine:
+        return self.registry.get(model)
+
+    def check_count(self, count: int, field: str) -> None:
+        if count > self.limits.max_inputs:
+            raise InputError(f"'{field}' has {count} items; at most {self.limits.max_inputs} "
+                             "are allowed per request.", param=field, code="too_many_inputs")
+
+    def embed(self, request: EmbedRequest, engine: Engine | None = None) -> Embedded:
+        """Embed ``request`` on its model (or ``engine``), retrying once across a switch."""
+        self.check_count(len(request.inputs), request.field)
+        engine = engine or self.engine(request.model)
+        inputs = list(request.inputs)
+        try:
+            try:
+                future = engine.submit(inputs, request.options,
+                                       max_total_tokens=self.limits.max_request_tokens)
+            except EngineClosed:  # switched or unloaded since lookup: look it up again
+                engine = self.engine(engine.id)
+                future = engine.submit(inputs, request.options,
+                                       max_total_tokens=self.limits.max_request_tokens)
+            result: EmbeddingResult = future.result(timeout=self.limits.request_timeout)
+        except TimeoutError as exc:
+            raise RequestTimeout("The embedding took too long.") from exc
+        return Embedded(engine.id, result.vectors, result.tokens)
+
+    def compare(self, request: CompareRequest, engine: Engine | None = None) -> Compared:
+        """Cosine scores of the request's pairs; each distinct text is embedded once."""
+        self.check_count(len(request.left), request.field)
+        self.check_count(len(request.right), request.field)
+        engine = engine or self.engine(request.model)
+        left = self.embed(EmbedRequest(request.left, replace(request.left_options,
+                                                             normalize=True),
+                                       field=request.field), engine)
+        right = self.embed(EmbedRequest(request.right, replace(request.right_options,
+                                                               normalize=True),
+                                        field=request.field), self.engine(left.model))
+        scores = np.array([float(left.vectors[a] @ right.vectors[b]) for a, b in request.pairs],
+                          dtype=np.float64)
+        return Compared(right.model, scores, left.total_tokens + right.total_tokens,
+                        len(request.left) + len(request.right))
+
+    def tokenize(self, texts: Sequence[str], options: EmbedOptions,
+                 model: str | None = None, field: str = "content") -> tuple[str, list[list[int]]]:
+        """The exact token ids the model sees for each text (prompt and specials included)."""
+        self.check_count(len(texts), field)
+        engine = self.engine(model)
+        return engine.id, [engine.prepare(t, options, i) for i, t in enumerate(texts)]
