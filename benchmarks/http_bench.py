@@ -30,11 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_bench import make_texts  # noqa: E402
+from engine_bench import make_texts, starter_model  # noqa: E402
 
-from localembed.convert import convert_folder  # noqa: E402
 from localembed.engine import Engine  # noqa: E402
-from localembed.starter import starter_source  # noqa: E402
 
 
 class Client:
@@ -106,7 +104,7 @@ def main() -> None:
     texts = make_texts(args.texts)
     short = make_texts(64, seed=1, words=(4, 16))
     with tempfile.TemporaryDirectory() as home:
-        model = convert_folder(starter_source(), Path(home) / "starter.gguf", args.dtype)
+        model = starter_model(args.dtype, Path(home))
         best_engine = best_http = float("inf")
         for _ in range(args.repeats):
             with Engine(model) as engine:

@@ -15,7 +15,7 @@ from localembed.convert import DTYPES, ConversionError, convert_folder
 from localembed.engine import EmbedOptions, InputError, ModelLoadError, RunnerOptions
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
-from localembed.service import CompareRequest, EmbedRequest, Service, similarity_request
+from localembed.service import EmbedRequest, Service, matrix_request, similarity_request
 from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config, local_url
 from localembed.store import ModelNotFound
 from localembed.tokenids import TOKEN_ID_MODES
@@ -234,8 +234,7 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
                            truncate=truncate)
     items = [query, *texts]
     if matrix:
-        pairs = [(i, j) for i in range(len(items)) for j in range(len(items))]
-        request = CompareRequest(items, items, pairs, options, options)
+        request = matrix_request(items, options)
     else:
         request = similarity_request(query, texts, options, field="texts")
     with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:

@@ -72,6 +72,14 @@ def similarity_request(query: str, documents: Sequence[str],
                           query_options, document_options, model, field)
 
 
+def matrix_request(texts: Sequence[str], options: EmbedOptions | None = None,
+                   model: str | None = None, field: str = "texts") -> CompareRequest:
+    """Every text against every text, all with the same options (an N x N matrix)."""
+    options = options or EmbedOptions()
+    pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts))]
+    return CompareRequest(list(texts), list(texts), pairs, options, options, model, field)
+
+
 @dataclass
 class Embedded:
     model: str

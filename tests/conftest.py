@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -147,3 +152,61 @@ def app_factory(synthetic):
 def client(app_factory):
     """A test client of the API over a tiny BERT model, with default settings."""
     return app_factory()
+
+
+@contextmanager
+def running(config, model: Path, options=None,  # type: ignore[no-untyped-def]
+            decoder: object = None) -> Iterator[tuple]:
+    """A real waitress server in a background thread, on a free local port: for the SDK,
+    concurrency, browser and desktop tests (plain HTTP behaviour uses ``client``)."""
+    from localembed.registry import Registry
+    from localembed.server import create_app, make_server, server_url
+
+    registry = Registry(str(model), options)
+    app = create_app(config, registry, decoder=decoder)
+    config.port = 0
+    server = make_server(app, config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server_url(server), registry
+    finally:
+        server.close()
+        thread.join(10)
+        registry.close()
+
+
+def call(url: str, path: str, body: object = None, method: str | None = None,
+         headers: dict | None = None, raw: bytes | None = None) -> tuple[int, dict, dict]:
+    """(status, JSON body, headers) of one request; errors are returned, not raised."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            text = resp.read().decode()
+            status, hdrs = resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        text = err.read().decode()
+        status, hdrs = err.code, dict(err.headers)
+    ctype = hdrs.get("Content-Type", "")
+    return status, (json.loads(text) if "json" in ctype and text else {"text": text}), hdrs
+
+
+def install_model(app_home: Path, name: str, source: Path) -> Path:
+    """Put a GGUF into the test home's model directory as ``name``."""
+    models = app_home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / f"{name}.gguf"
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def wait_for_icon(display: str, timeout: float = 20.0) -> int:
+    """Accent-coloured pixels on the screen, waiting (on a loaded machine) for the icon."""
+    deadline = time.monotonic() + timeout
+    count = accent_pixels(display)
+    while count <= 50 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = accent_pixels(display)
+    return count

@@ -17,12 +17,7 @@ from pathlib import Path
 import pytest
 
 from localembed.settings import ServerConfig
-from tests.conftest import ARTIFACTS, accent_pixels, health
-
-
-def install(app_home: Path, name: str, source: Path) -> None:
-    (app_home / "models").mkdir(parents=True, exist_ok=True)
-    (app_home / "models" / f"{name}.gguf").write_bytes(source.read_bytes())
+from tests.conftest import ARTIFACTS, health, install_model, wait_for_icon
 
 
 def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path,
@@ -30,8 +25,8 @@ def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path
     monkeypatch.setenv("DISPLAY", display)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
-    install(app_home, "small", synthetic("bert"))
-    install(app_home, "wide", synthetic("gemma-embedding"))
+    install_model(app_home, "small", synthetic("bert"))
+    install_model(app_home, "wide", synthetic("gemma-embedding"))
     from localembed.desktop.controller import AppController
     from localembed.desktop.tray import Tray
 
@@ -40,12 +35,12 @@ def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path
     tray = Tray(controller)
     runner = threading.Thread(target=tray.run, daemon=True)
     runner.start()
-    time.sleep(1.5)
+    icon = wait_for_icon(display)
     ARTIFACTS.mkdir(exist_ok=True)
     from PIL import ImageGrab
 
     ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray-inprocess.png")
-    assert accent_pixels(display) > 50  # the blue "ready" icon is in the tray
+    assert icon > 50  # the blue "ready" icon is in the tray
     items = {item.text: item for item in tray.icon.menu.items if item.text}
     assert items["Ready: serving small"].enabled is False  # the status line
     url = controller.url
@@ -97,12 +92,12 @@ def test_app_shows_its_icon_in_a_real_tray(display: str, synthetic, app_home: Pa
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
-        time.sleep(2.0)
+        icon = wait_for_icon(display)
         from PIL import ImageGrab
 
         ARTIFACTS.mkdir(exist_ok=True)
         ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray.png")
-        assert accent_pixels(display) > 50
+        assert icon > 50
         assert health(url)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import pytest
 from localembed.encoding import from_bfloat16_bits
 from localembed.engine import EmbedOptions
 from localembed.settings import ServerConfig
-from tests.test_server import call, running
+from tests.conftest import call, running
 
 
 @pytest.fixture(scope="module")

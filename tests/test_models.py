@@ -18,22 +18,14 @@ from click.testing import CliRunner
 from localembed import catalog
 from localembed.cli import cli
 from localembed.settings import ServerConfig
+from tests.conftest import call, install_model, running
 from tests.hub import StandInHub
-from tests.test_server import call, running
 
 ENTRY = catalog.lookup("qwen3-embedding-0.6b-f16")
 
 
 def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def install(app_home: Path, name: str, source: Path) -> Path:
-    models = app_home / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    target = models / f"{name}.gguf"
-    target.write_bytes(source.read_bytes())
-    return target
 
 
 def test_ls_import_rm_info(synthetic, app_home: Path, starter_folder: Path) -> None:
@@ -167,8 +159,8 @@ def test_management_routes_refuse_paths(synthetic) -> None:
 def test_switching_models_while_16_clients_embed(synthetic, app_home: Path) -> None:
     """Zero failed requests while the default flips and models load and unload; every answer
     comes from the model it names (told apart by their dimensions)."""
-    install(app_home, "small", synthetic("bert"))  # 64 dims
-    install(app_home, "wide", synthetic("gemma-embedding"))  # 96 dims
+    install_model(app_home, "small", synthetic("bert"))  # 64 dims
+    install_model(app_home, "wide", synthetic("gemma-embedding"))  # 96 dims
     dims = {"small": 64, "wide": 96}
     with running(ServerConfig(model="small"), app_home / "models" / "small.gguf") as (url, reg):
         stop = threading.Event()
@@ -217,7 +209,7 @@ def test_switching_models_while_16_clients_embed(synthetic, app_home: Path) -> N
 def test_idle_models_are_unloaded_after_keep_alive(synthetic, app_home: Path) -> None:
     from localembed.registry import Registry
 
-    install(app_home, "extra", synthetic("gemma-embedding"))
+    install_model(app_home, "extra", synthetic("gemma-embedding"))
     registry = Registry(str(synthetic("bert")), keep_alive=0.5)
     try:
         assert registry.get("extra").embed("x").vectors.shape == (1, 96)

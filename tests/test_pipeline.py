@@ -101,3 +101,13 @@ def test_the_in_process_api_raises_core_errors_not_http_errors(synthetic) -> Non
         llm.embed("x", output_dtype="int4")
     assert info.value.param == "output_dtype"
     assert type(info.value).__module__ == "localembed.engine.core"
+
+
+def test_the_similarity_matrix_is_the_cosine_of_every_pair(client) -> None:
+    texts = ["the sea", "a cat", "the ocean"]
+    body = client.post("/v1/similarity/matrix", json={"texts": texts}).get_json()
+    vectors = np.array([d["embedding"] for d in client.post(
+        "/v1/embeddings", json={"input": texts}).get_json()["data"]])
+    matrix = np.array(body["matrix"])
+    assert matrix.shape == (3, 3) and np.allclose(matrix, vectors @ vectors.T, atol=1e-5)
+    assert body["usage"]["total_tokens"] > 0

@@ -3,56 +3,14 @@
 from __future__ import annotations
 
 import base64
-import json
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from localembed.engine import RunnerOptions
-from localembed.registry import Registry
-from localembed.server import create_app, make_server, server_url
 from localembed.settings import ServerConfig
-
-
-@contextmanager
-def running(config: ServerConfig, model: Path, options: RunnerOptions | None = None,
-            decoder: object = None) -> Iterator[tuple[str, Registry]]:
-    """A real waitress server in a background thread, on a free local port."""
-    registry = Registry(str(model), options)
-    app = create_app(config, registry, decoder=decoder)
-    config.port = 0
-    server = make_server(app, config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield server_url(server), registry
-    finally:
-        server.close()
-        thread.join(10)
-        registry.close()
-
-
-def call(url: str, path: str, body: object = None, method: str | None = None,
-         headers: dict | None = None, raw: bytes | None = None) -> tuple[int, dict, dict]:
-    """(status, JSON body, headers) of one request; errors are returned, not raised."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            text = resp.read().decode()
-            status, hdrs = resp.status, dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        text = err.read().decode()
-        status, hdrs = err.code, dict(err.headers)
-    ctype = hdrs.get("Content-Type", "")
-    return status, (json.loads(text) if "json" in ctype and text else {"text": text}), hdrs
+from tests.conftest import call, running
 
 
 @pytest.fixture(scope="module")
@@ -288,29 +246,54 @@ def test_token_ids_as_the_models_own(starter_gguf) -> None:
 # -- other routes --------------------------------------------------------------------------------
 
 
-def test_models_health_similarity_tokenize_metrics_openapi(starter_server) -> None:
-    url, registry = starter_server
-    status, body, _ = call(url, "/v1/models")
-    card = next(m for m in body["data"] if m["id"] == registry.default_id)
+@pytest.fixture(scope="module")
+def starter_client():
+    """The API over the shipped starter model, through flask's test client (no socket)."""
+    from localembed.registry import Registry
+    from localembed.server import create_app
+    from localembed.starter import starter_path
+
+    registry = Registry(str(starter_path()))
+    yield create_app(ServerConfig(), registry).test_client()
+    registry.close()
+
+
+def test_models_list_the_loaded_starter_with_its_shape(starter_client) -> None:
+    card = next(m for m in starter_client.get("/v1/models").get_json()["data"]
+                if m["id"] == "all-minilm-l6-v2")
     assert card["dimensions"] == 384 and card["context_length"] == 512 and card["loaded"]
-    assert call(url, f"/v1/models/{registry.default_id}")[1]["id"] == registry.default_id
-    assert call(url, "/v1/models/nope")[0] == 404
-    status, body, _ = call(url, "/health")
+
+
+def test_one_model_by_id_and_an_unknown_id_is_a_404(starter_client) -> None:
+    assert starter_client.get("/v1/models/all-minilm-l6-v2").get_json()["id"] == \
+        "all-minilm-l6-v2"
+    assert starter_client.get("/v1/models/nope").status_code == 404
+
+
+def test_health_reports_the_backend(starter_client) -> None:
+    body = starter_client.get("/health").get_json()
     assert body["status"] == "ok" and body["backend"] == "cpu"
-    status, body, _ = call(url, "/v1/similarity", {
+
+
+def test_similarity_ranks_the_relevant_document_first(starter_client) -> None:
+    body = starter_client.post("/v1/similarity", json={
         "query": "how do I cook pasta",
-        "documents": ["The stock market fell", "Boil the spaghetti in salted water"]})
+        "documents": ["The stock market fell", "Boil the spaghetti in salted water"]}).get_json()
     assert [d["index"] for d in body["data"]] == [1, 0]
     assert body["data"][0]["score"] > body["data"][1]["score"]
-    status, body, _ = call(url, "/tokenize", {"content": ["a b", "c"]})
+
+
+def test_tokenize_counts_every_token_of_every_text(starter_client) -> None:
+    body = starter_client.post("/tokenize", json={"content": ["a b", "c"]}).get_json()
     assert len(body["tokens"]) == 2 and body["count"] == 4 + 3
-    status, body, headers = call(url, "/metrics")
-    text = body["text"]
+
+
+def test_metrics_count_requests_by_route_and_status(starter_client) -> None:
+    starter_client.post("/v1/similarity", json={"query": "q", "documents": ["d"]})
+    text = starter_client.get("/metrics").get_data(as_text=True)
     assert 'localembed_requests_total{route="/v1/similarity",status="200"}' in text
     assert "localembed_request_duration_seconds_bucket" in text
     assert "localembed_queue_depth 0" in text and "localembed_tokens_total" in text
-    spec = call(url, "/openapi.json")[1]
-    assert {"/v1/embeddings", "/api/embed", "/tokenize", "/metrics"} <= set(spec["paths"])
 
 
 # -- security ------------------------------------------------------------------------------------

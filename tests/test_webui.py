@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from localembed import catalog
 from localembed.settings import ServerConfig
+from tests.conftest import call, running
 from tests.hub import StandInHub
-from tests.test_server import call, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

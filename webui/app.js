@@ -155,11 +155,13 @@ $("sim-run").addEventListener("click", (e) => run(e.target, async () => {
 
 $("sim-map").addEventListener("click", (e) => run(e.target, async () => {
   const texts = [$("sim-query").value, ...lines("sim-docs")].filter(Boolean);
-  const data = await api("POST", "/v1/embeddings", { model: $("sim-model").value || "default", input: texts });
-  const v = data.data.map((d) => d.embedding);
-  const m = v.map((a) => v.map((b) => a.reduce((s, x, i) => s + x * b[i], 0)));
-  drawHeatmap(texts, m);
-  drawPCA(texts, v);
+  const model = $("sim-model").value || "default";
+  // The server computes the similarities (as for the ranking); the vectors feed the PCA map.
+  const [sims, data] = await Promise.all([
+    api("POST", "/v1/similarity/matrix", { model, texts }),
+    api("POST", "/v1/embeddings", { model, input: texts })]);
+  drawHeatmap(texts, sims.matrix);
+  drawPCA(texts, data.data.map((d) => d.embedding));
 }));
 
 function drawHeatmap(texts, m) {

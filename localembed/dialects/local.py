@@ -11,7 +11,7 @@ import msgspec
 
 from localembed.dialects.common import EmbedFields, NonEmptyStrings, PositiveInt, TruncateMode
 from localembed.engine import EmbedOptions, InputError
-from localembed.service import Compared, CompareRequest, similarity_request
+from localembed.service import Compared, CompareRequest, matrix_request, similarity_request
 
 
 class SimilarityRequest(EmbedFields, kw_only=True):
@@ -60,6 +60,30 @@ def similarity_response(request: CompareRequest, result: Compared,
 
 
 Texts = str | NonEmptyStrings
+
+
+class MatrixRequest(EmbedFields, kw_only=True):
+    """``POST /v1/similarity/matrix``: the cosine of every text with every text."""
+
+    texts: NonEmptyStrings
+
+    def to_request(self) -> CompareRequest:
+        return matrix_request(self.texts, self.options(), self.model)
+
+
+class MatrixResponse(msgspec.Struct):
+    model: str
+    texts: list[str]
+    matrix: list[list[float]]
+    usage: SimilarityUsage
+    object: Literal["matrix"] = "matrix"
+
+
+def matrix_response(request: CompareRequest, result: Compared) -> MatrixResponse:
+    n = len(request.left)
+    return MatrixResponse(result.model, list(request.left),
+                          result.scores.reshape(n, n).tolist(),
+                          SimilarityUsage(result.total_tokens, result.total_tokens))
 
 
 class ScoreRequest(msgspec.Struct, kw_only=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -58,7 +58,8 @@ class EmbeddingRequest(EmbedFields, kw_only=True):
     input: InputField | None = None
     messages: list[ChatMessage] | None = None
     encoding_format: Literal[ENCODING_FORMATS] = "float"  # type: ignore[valid-type]
-    user: str | None = None
+    user: Annotated[str, msgspec.Meta(description="Accepted and ignored (OpenAI's end-user "
+                                                  "id for abuse tracking).")] | None = None
     # Mistral
     output_dimension: PositiveInt | None = None
     output_dtype: Literal[OUTPUT_DTYPES] = "float"  # type: ignore[valid-type]

@@ -85,6 +85,16 @@ def similarity() -> Response:
     return reply(local.similarity_response(request, result, started))
 
 
+@bp.post("/v1/similarity/matrix")
+def similarity_matrix() -> Response:
+    """The N x N cosine matrix of texts (the playground's heatmap, the CLI's --matrix)."""
+    st = state()
+    request = body(local.MatrixRequest).to_request()
+    result = st.service.compare(request)
+    st.metrics.count_work(result.inputs, result.total_tokens)
+    return reply(local.matrix_response(request, result))
+
+
 @bp.post("/score")
 @bp.post("/v1/score")
 def score() -> Response:

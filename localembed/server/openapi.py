@@ -90,6 +90,8 @@ def _routes() -> list[Route]:
               "included)", local.TokenizeResponse, local.TokenizeRequest),
         Route("post", "/v1/similarity", "Rank documents by similarity to a query",
               local.SimilarityResponse, local.SimilarityRequest),
+        Route("post", "/v1/similarity/matrix", "The cosine of every text with every text",
+              local.MatrixResponse, local.MatrixRequest),
         Route("get", "/v1/catalog", "Models that can be pulled, and the starter model",
               manage.Catalog, errors=READ_ERRORS),
         Route("post", "/v1/pull", "Start downloading a catalog model (202; 200 if already "
