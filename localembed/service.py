@@ -10,7 +10,10 @@ exceptions (``InputError``, ``ModelNotFound``, ``ModelLoadError``, ``EngineClose
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,7 +24,15 @@ from localembed.registry import Registry
 
 
 class RequestTimeout(TimeoutError):
-    """The work did not finish within the request timeout."""
+    """The work did not finish within the request timeout (its queued work was dropped)."""
+
+
+class RequestAbandoned(RuntimeError):
+    """The caller went away (an HTTP client disconnected); its queued work was dropped."""
+
+
+# How often a waiting request checks whether its caller is still there.
+POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -114,35 +125,54 @@ class Service:
             raise InputError(f"'{field}' has {count} items; at most {self.limits.max_inputs} "
                              "are allowed per request.", param=field, code="too_many_inputs")
 
-    def embed(self, request: EmbedRequest, engine: Engine | None = None) -> Embedded:
-        """Embed ``request`` on its model (or ``engine``), retrying once across a switch."""
+    def embed(self, request: EmbedRequest, engine: Engine | None = None,
+              abandoned: Callable[[], bool] | None = None) -> Embedded:
+        """Embed ``request`` on its model (or ``engine``), retrying once across a switch.
+
+        The work belongs to the request: when ``abandoned()`` turns true (the client left) or
+        the request times out, its queued sequences are dropped and the worker moves on.
+        """
         self.check_count(len(request.inputs), request.field)
         engine = engine or self.engine(request.model)
         inputs = list(request.inputs)
         try:
-            try:
-                future = engine.submit(inputs, request.options,
-                                       max_total_tokens=self.limits.max_request_tokens)
-            except EngineClosed:  # switched or unloaded since lookup: look it up again
-                engine = self.engine(engine.id)
-                future = engine.submit(inputs, request.options,
-                                       max_total_tokens=self.limits.max_request_tokens)
-            result: EmbeddingResult = future.result(timeout=self.limits.request_timeout)
-        except TimeoutError as exc:
-            raise RequestTimeout("The embedding took too long.") from exc
+            future = engine.submit(inputs, request.options,
+                                   max_total_tokens=self.limits.max_request_tokens)
+        except EngineClosed:  # switched or unloaded since lookup: look it up again
+            engine = self.engine(engine.id)
+            future = engine.submit(inputs, request.options,
+                                   max_total_tokens=self.limits.max_request_tokens)
+        result: EmbeddingResult = self._wait(future, abandoned)
         return Embedded(engine.id, result.vectors, result.tokens)
 
-    def compare(self, request: CompareRequest, engine: Engine | None = None) -> Compared:
+    def _wait(self, future: Future, abandoned: Callable[[], bool] | None) -> EmbeddingResult:
+        deadline = time.monotonic() + self.limits.request_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                future.cancel()
+                raise RequestTimeout("The embedding took too long; its queued work was "
+                                     "dropped.")
+            try:
+                return future.result(timeout=min(POLL_SECONDS, left))
+            except FutureTimeout:
+                if abandoned is not None and abandoned():
+                    future.cancel()
+                    raise RequestAbandoned("the client went away") from None
+
+    def compare(self, request: CompareRequest, engine: Engine | None = None,
+                abandoned: Callable[[], bool] | None = None) -> Compared:
         """Cosine scores of the request's pairs; each distinct text is embedded once."""
         self.check_count(len(request.left), request.field)
         self.check_count(len(request.right), request.field)
         engine = engine or self.engine(request.model)
         left = self.embed(EmbedRequest(request.left, replace(request.left_options,
                                                              normalize=True),
-                                       field=request.field), engine)
+                                       field=request.field), engine, abandoned)
         right = self.embed(EmbedRequest(request.right, replace(request.right_options,
                                                                normalize=True),
-                                        field=request.field), self.engine(left.model))
+                                        field=request.field), self.engine(left.model),
+                           abandoned)
         scores = np.array([float(left.vectors[a] @ right.vectors[b]) for a, b in request.pairs],
                           dtype=np.float64)
         return Compared(right.model, scores, left.total_tokens + right.total_tokens,

@@ -253,6 +253,8 @@ class Engine:
         result: Future = Future()
 
         def done(f: Future) -> None:
+            if result.done():  # the caller cancelled it
+                return
             if f.cancelled():
                 result.cancel()
             elif f.exception() is not None:
@@ -263,6 +265,8 @@ class Engine:
                 )
 
         raw.add_done_callback(done)
+        # Cancelling the result (a timeout, a client gone) drops the queued sequences.
+        result.add_done_callback(lambda f: raw.cancel() if f.cancelled() else None)
         return result
 
     def embed(self, inputs: Input | Sequence[Input], options: EmbedOptions | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
@@ -16,6 +17,12 @@ _encoder = msgspec.json.Encoder()
 def body(model: type[T]) -> T:
     """The request's JSON body validated as ``model``; InputError (a 400) otherwise."""
     return decode(request.get_data(cache=True), model)
+
+
+def client_gone() -> Callable[[], bool] | None:
+    """Whether the client has disconnected (waitress tells when its request lookahead is on),
+    so that work it abandoned is dropped from the queue instead of computed for nobody."""
+    return request.environ.get("waitress.client_disconnected")
 
 
 def reply(value: object, status: int = 200) -> Response:

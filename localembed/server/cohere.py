@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from localembed.dialects import cohere
-from localembed.server.body import body, reply
+from localembed.server.body import body, client_gone, reply
 from localembed.server.state import state
 
 bp = Blueprint("cohere", __name__)
@@ -16,6 +16,6 @@ def embed() -> Response:
     st = state()
     request = body(cohere.CohereEmbedRequest)
     core = request.to_request()
-    result = st.service.embed(core)
+    result = st.service.embed(core, abandoned=client_gone())
     st.metrics.count_work(len(result.tokens), result.total_tokens)
     return reply(cohere.embed_response(request, list(core.inputs), result))  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ _TYPES = {
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
 }
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
           415: "unsupported_media_type"}
@@ -34,8 +35,10 @@ class APIError(Exception):
     """A request failure to report to the client; never logged as a server fault."""
 
     def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, type_: str | None = None) -> None:
+                 code: str | None = None, type_: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.status = status
         self.message = message
         self.param = param
@@ -44,21 +47,30 @@ class APIError(Exception):
                                         "invalid_request_error")
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """User-controlled text made safe for a log line: control characters escaped, so a
+    request cannot forge log entries with newlines."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
+
+
 def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def error_body(path: str, error: APIError) -> dict:
+    """The error in the shape the dialect of ``path`` uses."""
+    if is_ollama_path(path):
+        return {"error": error.message}
+    if path.startswith("/v2/"):  # Cohere
+        return {"id": str(uuid.uuid4()), "message": error.message}
+    return {"error": {"message": error.message, "type": error.type, "param": error.param,
+                      "code": error.code}}
+
+
 def error_response(error: APIError) -> Response:
-    """The error in the shape the requested path's dialect uses."""
-    if is_ollama_path(request.path):
-        body = {"error": error.message}
-    elif request.path.startswith("/v2/"):  # Cohere
-        body = {"id": str(uuid.uuid4()), "message": error.message}
-    else:
-        body = {"error": {"message": error.message, "type": error.type, "param": error.param,
-                          "code": error.code}}
-    response = jsonify(body)
+    response = jsonify(error_body(request.path, error))
     response.status_code = error.status
+    response.headers.update(error.headers)
     return response
 
 
@@ -77,10 +89,25 @@ def _from_http(exc: HTTPException) -> APIError:
 
 def from_core(exc: Exception) -> APIError:
     """The HTTP status and code of a core failure: the one place they are decided."""
-    from localembed.engine import EngineClosed, InputError, ModelLoadError
-    from localembed.service import RequestTimeout
+    import errno
+
+    from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
+    from localembed.service import RequestAbandoned, RequestTimeout
     from localembed.store import ModelNotFound, StoreError
 
+    if isinstance(exc, Overloaded):
+        return APIError(503, f"{exc}.", code="overloaded", type_="server_error",
+                        headers={"Retry-After": str(int(exc.retry_after + 0.999))})
+    if isinstance(exc, RequestAbandoned):
+        return APIError(499, "The client closed the request.", code="client_closed_request")
+    if isinstance(exc, OSError) and not isinstance(exc, (TimeoutError,)):
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return APIError(507, f"Not enough disk space{where}: {reason}. Nothing was changed.",
+                            code="insufficient_storage", type_="server_error")
+        return APIError(500, f"A file operation failed{where}: {reason}. Nothing was changed.",
+                        code="disk_error", type_="server_error")
     if isinstance(exc, InputError):
         return APIError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, ModelNotFound):
@@ -99,8 +126,8 @@ def from_core(exc: Exception) -> APIError:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from localembed.engine import EngineClosed, InputError, ModelLoadError
-    from localembed.service import RequestTimeout
+    from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
+    from localembed.service import RequestAbandoned, RequestTimeout
     from localembed.store import ModelNotFound, StoreError
 
     @app.errorhandler(APIError)
@@ -108,7 +135,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(exc)
 
     for kind in (InputError, ModelNotFound, ModelLoadError, EngineClosed, RequestTimeout,
-                 StoreError):
+                 StoreError, Overloaded, RequestAbandoned, OSError):
         app.register_error_handler(kind, lambda exc: error_response(from_core(exc)))
 
     @app.errorhandler(HTTPException)
@@ -120,6 +147,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        log.exception("internal error on %s %s", request.method, request.path)
+        log.exception("internal error on %s %s", request.method, printable(request.path))
         return error_response(APIError(500, f"Internal server error: {type(exc).__name__}",
                                        code="internal_error", type_="server_error"))

@@ -9,7 +9,7 @@ from flask import Blueprint, Response
 
 from localembed import __version__
 from localembed.dialects import ollama
-from localembed.server.body import body, reply
+from localembed.server.body import body, client_gone, reply
 from localembed.server.state import state
 from localembed.store import describe, installed
 
@@ -23,7 +23,7 @@ def _embed(request: ollama.OllamaFields, core) -> tuple:  # type: ignore[no-unty
     started = time.perf_counter()
     engine = st.service.engine(request.model)
     loaded = time.perf_counter()
-    result = st.service.embed(core, engine)
+    result = st.service.embed(core, engine, client_gone())
     st.metrics.count_work(len(result.tokens), result.total_tokens)
     if keep_alive is not None:
         st.registry.keep(result.model, keep_alive)

@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, Response
 
 from localembed.dialects import local, openai
-from localembed.server.body import body, reply
+from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import APIError
 from localembed.server.state import state
 from localembed.store import describe, installed
@@ -23,7 +23,8 @@ def embeddings() -> Response:
     st = state()
     request = body(openai.EmbeddingRequest)
     engine = st.service.engine(request.model)
-    result = st.service.embed(request.to_request(engine.family, st.token_decoder()), engine)
+    result = st.service.embed(request.to_request(engine.family, st.token_decoder()), engine,
+                              client_gone())
     st.metrics.count_work(len(result.tokens), result.total_tokens)
     return reply(openai.embedding_response(request, result))
 
@@ -80,7 +81,7 @@ def similarity() -> Response:
     st = state()
     started = time.perf_counter()
     request = body(local.SimilarityRequest).to_request()
-    result = st.service.compare(request)
+    result = st.service.compare(request, abandoned=client_gone())
     st.metrics.count_work(result.inputs, result.total_tokens)
     return reply(local.similarity_response(request, result, started))
 
@@ -90,7 +91,7 @@ def similarity_matrix() -> Response:
     """The N x N cosine matrix of texts (the playground's heatmap, the CLI's --matrix)."""
     st = state()
     request = body(local.MatrixRequest).to_request()
-    result = st.service.compare(request)
+    result = st.service.compare(request, abandoned=client_gone())
     st.metrics.count_work(result.inputs, result.total_tokens)
     return reply(local.matrix_response(request, result))
 
@@ -100,7 +101,7 @@ def similarity_matrix() -> Response:
 def score() -> Response:
     """vLLM's cosine scores of text pairs."""
     st = state()
-    result = st.service.compare(body(local.ScoreRequest).to_request())
+    result = st.service.compare(body(local.ScoreRequest).to_request(), abandoned=client_gone())
     st.metrics.count_work(result.inputs, result.total_tokens)
     return reply(local.score_response(result))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +22,12 @@ def webui_dir() -> Path:
     return Path(str(resources.files("localembed.webui")))
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 def _send(name: str) -> Response:
+    if not _NAME.match(name):  # also keeps NUL and newlines out of paths and logs
+        abort(404)
     path = (webui_dir() / name).resolve()
     if path.parent != webui_dir().resolve() or path.suffix not in TYPES or not path.is_file():
         abort(404)

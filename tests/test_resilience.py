@@ -1,0 +1,180 @@
+"""Holding up under abandoned work, floods, slow clients and hostile input: each test is a
+defect found by probing a live server, reproduced, and now held."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from localembed.engine import Engine, Overloaded
+from localembed.settings import ServerConfig
+from localembed.starter import starter_path
+from tests.conftest import call, running
+
+LONG = "the river carries silt to the sea and farmers settle on the delta " * 40
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def starter_engine():
+    with Engine(starter_path()) as engine:
+        engine.embed("warm up")
+        yield engine
+
+
+def test_a_small_request_is_served_within_2s_behind_1000_long_sequences(starter_engine) -> None:
+    big = starter_engine.submit([LONG] * 1000)
+    time.sleep(0.3)  # the worker is busy with the big request
+    started = time.monotonic()
+    starter_engine.embed("hi")
+    waited = time.monotonic() - started
+    big.cancel()
+    assert waited < 2.0, f"a one-word request waited {waited:.1f} s"
+
+
+def test_cancelled_work_leaves_the_queue(starter_engine) -> None:
+    big = starter_engine.submit([LONG] * 1000)
+    time.sleep(0.2)
+    assert starter_engine.batcher.queued_tokens() > 100_000
+    big.cancel()
+    assert wait_until(lambda: starter_engine.batcher.queued_tokens() == 0, 3.0)
+    assert starter_engine.batcher.queue_depth() == 0
+
+
+def test_a_full_queue_refuses_quickly_with_a_retry_hint(starter_engine) -> None:
+    batcher = starter_engine.batcher
+    limit, batcher.max_queued_tokens = batcher.max_queued_tokens, 20_000
+    try:
+        first = starter_engine.submit([LONG] * 60)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as info:
+            starter_engine.submit([LONG] * 60)
+        assert time.monotonic() - started < 0.5 and info.value.retry_after >= 1
+        first.cancel()
+    finally:
+        batcher.max_queued_tokens = limit
+    assert wait_until(lambda: batcher.queued_tokens() == 0, 3.0)
+
+
+def test_work_of_a_request_that_times_out_is_dropped(starter_gguf) -> None:
+    config = ServerConfig(request_timeout=1.0)
+    with running(config, starter_gguf()) as (url, registry):
+        started = time.monotonic()
+        status, body, _ = call(url, "/v1/embeddings", {"input": [LONG] * 1000})
+        assert status == 504 and body["error"]["code"] == "timeout"
+        assert time.monotonic() - started < 5
+        assert wait_until(lambda: registry.default.batcher.queued_tokens() == 0, 3.0)
+        assert call(url, "/v1/embeddings", {"input": "hi"})[0] == 200
+
+
+def send_and_leave(url: str, body: dict, linger: float) -> None:
+    """A client that sends a request, then disconnects without reading the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Type: application/json\r\n"
+                     + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        time.sleep(linger)
+
+
+def test_work_of_a_client_that_disconnects_is_dropped(starter_gguf) -> None:
+    with running(ServerConfig(), starter_gguf()) as (url, registry):
+        batcher = registry.default.batcher
+        send_and_leave(url, {"input": [LONG] * 1000}, linger=0.5)
+        assert wait_until(lambda: batcher.queued_tokens() == 0, 5.0), batcher.queued_tokens()
+        started = time.monotonic()
+        assert call(url, "/v1/embeddings", {"input": "hi"})[0] == 200
+        assert time.monotonic() - started < 2
+
+
+def test_a_flood_gets_503_with_retry_after_and_health_still_answers(starter_gguf) -> None:
+    with running(ServerConfig(), starter_gguf()) as (url, registry):
+        registry.default.batcher.max_queued_tokens = 50_000
+        results: list[tuple[int, dict]] = []
+
+        def flood() -> None:
+            status, _, headers = call(url, "/v1/embeddings", {"input": [LONG] * 150})
+            results.append((status, headers))
+
+        threads = [threading.Thread(target=flood) for _ in range(16)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        assert call(url, "/health")[0] == 200
+        assert time.monotonic() - started < 2
+        for t in threads:
+            t.join(120)
+        refused = [h for s, h in results if s == 503]
+        assert refused and all(int(h["Retry-After"]) >= 1 for h in refused)
+        assert all(s in (200, 503) for s, _ in results)
+
+
+def test_a_body_over_the_limit_costs_no_disk_and_answers_json(synthetic, tmp_path: Path,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    config = ServerConfig(max_body_bytes=1024 * 1024)
+    with running(config, synthetic("bert")) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: 250000000\r\n\r\n" + b"x" * 65536)
+            answer = b""
+            try:
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except ConnectionResetError:  # the server closes without reading the rest
+                pass
+        assert answer.startswith(b"HTTP/1.1 413")
+        assert b'"code": "request_too_large"' in answer
+        assert list(spool.iterdir()) == []
+
+
+def test_two_hundred_idle_and_dripping_sockets_do_not_lock_out_a_client(synthetic) -> None:
+    with running(ServerConfig(), synthetic("bert")) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        sockets = [socket.create_connection((host, int(port))) for _ in range(200)]
+        try:
+            for i, sock in enumerate(sockets):
+                if i % 2:  # half drip the start of a request, one byte at a time
+                    sock.sendall(b"P")
+            started = time.monotonic()
+            status, _, _ = call(url, "/v1/embeddings", {"input": "still served"})
+            assert status == 200 and time.monotonic() - started < 5
+            for sock in sockets[1::2]:
+                sock.sendall(b"O")
+            assert call(url, "/health")[0] == 200
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def test_a_thousand_nested_brackets_is_a_400(client) -> None:
+    body = b'{"input": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = client.post("/v1/embeddings", data=body, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_a_control_character_path_is_a_404_and_cannot_forge_log_lines(client, caplog) -> None:
+    response = client.get("/ui/a%0aFORGED%00.js")
+    assert response.status_code == 404
+    assert not any("\nFORGED" in r.getMessage() for r in caplog.records)
