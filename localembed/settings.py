@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Annotated, Literal
 
+import msgspec
 import platformdirs
 
 APP_NAME = "localembed"
@@ -38,32 +39,47 @@ DEFAULT_PORT = 8642
 CONFIG_FILE = "config.json"
 
 
-@dataclass
-class ServerConfig:
-    """Everything ``localembed serve`` can be told; see ``load_config`` for the sources."""
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    model: str | None = None
-    threads: int | None = None  # llama.cpp CPU threads
-    gpu_layers: int | None = None
-    http_threads: int = 16
-    api_key: str | None = None
+
+class ServerConfig(msgspec.Struct, kw_only=True):
+    """Everything ``localembed serve`` can be told; see ``load_config`` for the sources.
+
+    The annotations are also the validation rules: ``load_config`` checks every value from
+    config.json, the environment and the command line against them.
+    """
+
+    host: NonEmpty = DEFAULT_HOST
+    port: Port = DEFAULT_PORT
+    model: NonEmpty | None = None
+    threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # llama.cpp threads
+    gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
+    http_threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = 16
+    api_key: NonEmpty | None = None  # an empty key would silently turn auth off
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_inputs: int = 2048
-    max_request_tokens: int = 1_000_000
-    token_ids: str = "tiktoken"  # how to read token-id input: "tiktoken" or "model"
-    request_timeout: float = 600.0
-    keep_alive: float = 300.0  # seconds a non-default model stays loaded unused; 0 = forever
-
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
+    max_inputs: Positive = 2048
+    max_request_tokens: Positive = 1_000_000
+    token_ids: Literal["tiktoken", "model"] = "tiktoken"  # how token-id input is read
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    keep_alive: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # idle seconds; 0 = forever
 
     def limits(self):  # type: ignore[no-untyped-def]
         """The per-request bounds the core service enforces."""
         from localembed.service import Limits
 
         return Limits(self.max_inputs, self.max_request_tokens, self.request_timeout)
+
+    @property
+    def is_local(self) -> bool:
+        """Bound to loopback only (nothing else on the network can connect)."""
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+SETTINGS = ServerConfig.__struct_fields__
 
 
 def local_url(host: str, port: int) -> str:
@@ -73,31 +89,31 @@ def local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _coerce(name: str, raw: object) -> object:
-    """A config value from JSON or an environment string, as the field's type."""
-    kind = {f.name: f.type for f in fields(ServerConfig)}[name]
-    if raw is None:
-        return None
-    if "tuple" in str(kind):
-        items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[arg-type]
-        return tuple(str(i).strip() for i in items if str(i).strip())
-    if "int" in str(kind) and "str" not in str(kind):
-        return int(raw)  # type: ignore[arg-type]
-    if "float" in str(kind):
-        return float(raw)  # type: ignore[arg-type]
-    return str(raw)
-
-
 def config_path() -> Path:
     return home_dir() / CONFIG_FILE
 
 
+def _check(name: str, value: object, source: str) -> tuple[object, str | None]:
+    """(the value as its setting's type, or an error message naming the source)."""
+    if isinstance(value, str) and name in ("cors_origins", "allowed_hosts"):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        checked = msgspec.convert({name: value}, ServerConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        reason = str(exc).split(" - at ")[0]
+        return None, f"{source}: {name} = {value!r} is invalid ({reason[0].lower()}{reason[1:]})"
+    return getattr(checked, name), None
+
+
 def load_config(**overrides: object) -> ServerConfig:
     """Defaults, then ``config.json`` in the home dir, then ``LOCALEMBED_*`` variables, then
-    ``overrides`` (command-line options; None means 'not given')."""
+    ``overrides`` (command-line options; None means 'not given').
+
+    Every value is validated at start; a ValueError lists one clear line per bad value.
+    """
     values: dict[str, object] = {}
+    problems: list[str] = []
     path = config_path()
-    names = {f.name for f in fields(ServerConfig)}
     if path.exists():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -105,24 +121,32 @@ def load_config(**overrides: object) -> ServerConfig:
             raise ValueError(f"cannot read {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object")
-        unknown = set(data) - names
+        unknown = set(data) - set(SETTINGS)
         if unknown:
             raise ValueError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-        values.update({k: _coerce(k, v) for k, v in data.items()})
-    for name in names:
+        sources = [(name, value, str(path)) for name, value in data.items()]
+    else:
+        sources = []
+    for name in SETTINGS:
         env = os.environ.get(f"LOCALEMBED_{name.upper()}")
         if env is not None and env != "":
-            try:
-                values[name] = _coerce(name, env)
-            except ValueError as exc:
-                raise ValueError(f"LOCALEMBED_{name.upper()}: {exc}") from exc
-    values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+            sources.append((name, env, f"LOCALEMBED_{name.upper()}"))
+    sources += [(name, value, f"--{name.replace('_', '-')}") for name, value in overrides.items()
+                if value is not None and value != ()]
+    for name, value, source in sources:
+        checked, problem = _check(name, value, source)
+        if problem:
+            problems.append(problem)
+        else:
+            values[name] = checked
+    if problems:
+        raise ValueError("invalid settings:\n  " + "\n  ".join(problems))
     return ServerConfig(**values)  # type: ignore[arg-type]
 
 
 def save_setting(name: str, value: object) -> None:
     """Persist one setting in config.json (the web UI's Set-as-default, for instance)."""
-    if name not in {f.name for f in fields(ServerConfig)}:
+    if name not in SETTINGS:
         raise ValueError(f"unknown setting {name}")
     path = config_path()
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

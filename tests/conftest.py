@@ -98,12 +98,36 @@ def display():
         ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
          "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+    assert wait_for_tray_host(f":{n}"), "trayer did not become the system tray"
     yield f":{n}"
     tray_host.terminate()
     xvfb.terminate()
     tray_host.wait(10)
     xvfb.wait(10)
+
+
+def wait_for_tray_host(display: str, timeout: float = 30.0) -> bool:
+    """Wait until a tray host owns the system-tray selection: an icon created before that
+    is never docked (pystray's X11 backend does not retry)."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            d = xdisplay.Display(display)
+        except Exception:  # the X server is still starting
+            time.sleep(0.1)
+            continue
+        try:
+            owner = d.get_selection_owner(d.intern_atom("_NET_SYSTEM_TRAY_S0"))
+            if owner != X.NONE:
+                time.sleep(0.3)  # let it finish mapping its window
+                return True
+        finally:
+            d.close()
+        time.sleep(0.1)
+    return False
 
 
 def accent_pixels(display: str) -> int:

@@ -14,7 +14,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Callable
-from dataclasses import replace
+from msgspec.structs import replace
 
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
