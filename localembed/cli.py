@@ -16,7 +16,14 @@ from localembed.engine import EmbedOptions, InputError, ModelLoadError, RunnerOp
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
 from localembed.service import EmbedRequest, Service, matrix_request, similarity_request
-from localembed.settings import DEFAULT_HOST, DEFAULT_PORT, load_config, local_url
+from localembed.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    load_config,
+    local_url,
+    reachable_urls,
+    require_key_off_loopback,
+)
 from localembed.store import ModelNotFound
 from localembed.tokenids import TOKEN_ID_MODES
 
@@ -126,6 +133,12 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
                              allowed_hosts=allowed_hosts, token_ids=token_ids)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        notice = require_key_off_loopback(config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot store a generated API key: {exc}") from exc
+    if notice:
+        _say(notice)
     _say(f"Loading {config.model or 'the starter model'}...")
     try:
         registry = Registry.from_config(config)
@@ -144,6 +157,9 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
                f"{engine.dimensions} dims, {engine.backend}) at {url}", err=True)
     click.echo(f"OpenAI base URL: {url}/v1   Ollama: {url}   Ctrl-C stops.", err=True)
+    if not config.is_local:
+        click.echo("Reachable at: " + "  ".join(reachable_urls(config.host, server.effective_port)),
+                   err=True)
     click.echo(url, nl=True)  # stdout: just the URL, for scripts (useful with --port 0)
     sys.stdout.flush()
 

@@ -12,7 +12,6 @@ cancellation, and a size + sha256 check that deletes a bad file instead of insta
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -165,10 +164,10 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
                         "that can be pulled, or `localembed import` for a file you have")
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     task = task or PullTask(entry.id)
-    target = models_dir() / f"{entry.id}.gguf"
-    download_dir = models_dir() / ".downloads" / entry.id
-    try:
+    try:  # every failure, setup included, ends the task in a final state
         task.update(status="checking")
+        target = models_dir() / f"{entry.id}.gguf"
+        download_dir = models_dir() / ".downloads" / entry.id
         download_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(models_dir() / f".{entry.id}.lock")):
             # A second pull of the same model waits above, then finds it installed.
@@ -337,8 +336,13 @@ class PullManager:
             self._tasks[entry.id] = task
 
         def run() -> None:
-            with contextlib.suppress(PullError):  # the task's progress carries the error
+            try:
                 pull(entry.id, task, endpoint=self.endpoint)
+            except PullError:  # the task's progress carries the error
+                pass
+            except BaseException as exc:  # never leave a task "queued" or "downloading"
+                task.update(status="error", error=f"{type(exc).__name__}: {exc}",
+                            finished=time.time())
 
         threading.Thread(target=run, name=f"pull-{entry.id}", daemon=True).start()
         return task, True

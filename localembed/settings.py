@@ -82,6 +82,38 @@ class ServerConfig(msgspec.Struct, kw_only=True):
 SETTINGS = ServerConfig.__struct_fields__
 
 
+def require_key_off_loopback(config: ServerConfig) -> str | None:
+    """A server reachable from the network must not be open to it: when bound beyond
+    loopback with no API key, generate one, store it in config.json and return a message
+    saying so (Ollama's history of exposed model servers is the reason)."""
+    if config.is_local or config.api_key:
+        return None
+    import secrets
+
+    config.api_key = secrets.token_urlsafe(24)
+    save_setting("api_key", config.api_key)
+    return (f"{config.host} is reachable from the network, so an API key is required. "
+            f"Generated one: {config.api_key}\n  (stored in {config_path()}; clients send "
+            "'Authorization: Bearer <key>')")
+
+
+def reachable_urls(host: str, port: int) -> list[str]:
+    """The URLs other machines can use for a server bound to ``host`` (wildcards expanded to
+    this machine's addresses), loopback first."""
+    import socket
+
+    if host not in ("0.0.0.0", "::", ""):
+        return [local_url(host, port)]
+    addresses = {"127.0.0.1"}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addresses.add(str(info[4][0]))
+    except OSError:
+        pass
+    ordered = sorted(addresses, key=lambda a: (not a.startswith("127."), a))
+    return [local_url(a, port) for a in ordered]
+
+
 def local_url(host: str, port: int) -> str:
     """The URL a client on this machine uses for a server bound to ``host``:``port``."""
     if host in ("0.0.0.0", "::", ""):  # bound to every interface: loopback reaches it

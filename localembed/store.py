@@ -7,6 +7,7 @@ only), so a name received over HTTP can never walk out of the model directory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from localembed.catalog import CATALOG, STARTER, lookup
 from localembed.settings import models_dir
 from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
 
+DISK_MARGIN = 64 * 1024 * 1024  # room left free after an import, as after a pull
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 RECOMMENDED = next(e.id for e in CATALOG if e.recommended)
 
@@ -146,6 +148,12 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
         raise StoreError(f"a model named {model_id!r} is already installed; choose another "
                          "name with --id or remove it first")
     say = progress or (lambda _m: None)
+    needed = (sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) if src.is_dir()
+              else src.stat().st_size) + DISK_MARGIN
+    free = shutil.disk_usage(models_dir()).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"importing {src.name} needs about {needed // 10**6} MB "
+                      f"and only {free // 10**6} MB are free", str(models_dir()))
     if src.is_dir():
         convert_folder(src, target, dtype="f16", progress=say)
     else:
@@ -159,9 +167,14 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
-    (models_dir() / f"{model_id}.json").write_text(json.dumps(
-        {"id": model_id, "imported_from": str(src.resolve()), "imported_at": time.time()},
-        indent=2))
+    try:
+        (models_dir() / f"{model_id}.json").write_text(json.dumps(
+            {"id": model_id, "imported_from": str(src.resolve()), "imported_at": time.time()},
+            indent=2))
+    except OSError:  # all or nothing: no model without its record
+        target.unlink(missing_ok=True)
+        (models_dir() / f"{model_id}.json").unlink(missing_ok=True)
+        raise
     return model_id
 
 

@@ -178,3 +178,124 @@ def test_a_control_character_path_is_a_404_and_cannot_forge_log_lines(client, ca
     response = client.get("/ui/a%0aFORGED%00.js")
     assert response.status_code == 404
     assert not any("\nFORGED" in r.getMessage() for r in caplog.records)
+
+
+def test_a_30_mb_text_is_cut_cheaply_before_tokenization(starter_engine) -> None:
+    text = "word " * 6_000_000
+    started = time.monotonic()
+    assert starter_engine.embed(text).tokens == [starter_engine.max_tokens]
+    assert time.monotonic() - started < 2
+
+
+def test_a_30_mb_text_with_truncation_off_is_refused_quickly(starter_engine) -> None:
+    from localembed.engine import EmbedOptions, InputError
+
+    started = time.monotonic()
+    with pytest.raises(InputError, match="more than") as info:
+        starter_engine.embed("word " * 6_000_000, EmbedOptions(truncate="none"))
+    assert info.value.code == "context_length_exceeded" and time.monotonic() - started < 2
+
+
+def test_a_pull_that_fails_in_setup_ends_failed_and_can_be_retried(app_home: Path,
+                                                                   monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from localembed.pull import PullManager
+
+    app_home.parent.mkdir(parents=True, exist_ok=True)
+    app_home.write_text("a file where the home folder should be")
+    manager = PullManager(endpoint="http://127.0.0.1:9")
+    task, started = manager.start("embeddinggemma-300m")
+    assert started and wait_until(lambda: task.progress.status == "error", 10)
+    assert task.progress.error and task.progress.finished
+    again, started_again = manager.start("embeddinggemma-300m")
+    assert started_again and again is not task
+
+
+def test_a_failed_switch_on_a_read_only_home_does_not_switch(app_factory, synthetic,
+                                                             app_home: Path) -> None:
+    from localembed.settings import models_dir
+
+    client = app_factory()
+    shutil_copy(synthetic("gemma-embedding"), models_dir() / "other.gguf")
+    (app_home / "config.json").mkdir()  # saving the choice fails like a read-only disk
+    before = client.get("/health").get_json()["model"]
+    response = client.post("/v1/default", json={"model": "other"})
+    error = response.get_json()["error"]
+    assert response.status_code == 500 and error["code"] == "disk_error"
+    assert "config.json" in error["message"]
+    assert client.get("/health").get_json()["model"] == before
+
+
+def test_import_checks_free_space_and_leaves_nothing(client, synthetic, app_home: Path,
+                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9, 1000))
+    response = client.post("/v1/models/import", json={"path": str(synthetic("bert")),
+                                                      "id": "tight"})
+    assert response.status_code == 507
+    assert response.get_json()["error"]["code"] == "insufficient_storage"
+    assert not list((app_home / "models").glob("tight*"))
+
+
+def test_a_loaded_model_whose_file_vanished_is_listed_and_can_be_unloaded(
+        app_factory, synthetic) -> None:
+    from localembed.settings import models_dir
+
+    client = app_factory()
+    path = models_dir() / "fleeting.gguf"
+    shutil_copy(synthetic("gemma-embedding"), path)
+    assert client.post("/v1/models/fleeting/load").status_code == 200
+    path.unlink()
+    listing = client.get("/v1/models")
+    assert listing.status_code == 200
+    card = next(m for m in listing.get_json()["data"] if m["id"] == "fleeting")
+    assert card["loaded"] and card["missing"]
+    assert client.post("/v1/models/fleeting/unload").status_code == 200
+
+
+def test_management_routes_refuse_other_local_browser_origins(client) -> None:
+    foreign = client.post("/v1/pull", json={"model": "embeddinggemma-300m"},
+                          headers={"Origin": "http://localhost:5173"})
+    assert foreign.status_code == 403
+    own = client.post("/v1/default", json={"model": "no-such-model"},
+                      headers={"Origin": "http://localhost"})
+    assert own.status_code == 404  # reached the route
+
+
+def test_event_streams_are_capped_and_end_with_the_pull(client) -> None:
+    from localembed.pull import PullTask
+    from localembed.server import manage
+
+    pulls = client.application.extensions["localembed"].pulls
+    task = PullTask("embeddinggemma-300m")
+    pulls._tasks["embeddinggemma-300m"] = task
+    for _ in range(manage.MAX_STREAMS):  # as if that many clients were streaming
+        assert manage._streams.acquire(blocking=False)
+    try:
+        extra = client.get("/v1/pull/embeddinggemma-300m/events")
+        assert extra.status_code == 503 and extra.headers["Retry-After"]
+    finally:
+        for _ in range(manage.MAX_STREAMS):
+            manage._streams.release()
+    task.update(status="done")
+    finished = client.get("/v1/pull/embeddinggemma-300m/events")
+    assert finished.status_code == 200 and b'"status": "done"' in finished.data
+
+
+def test_binding_beyond_loopback_generates_and_stores_an_api_key(app_home: Path) -> None:
+    from localembed.settings import ServerConfig, load_config, require_key_off_loopback
+
+    config = ServerConfig(host="0.0.0.0")
+    notice = require_key_off_loopback(config)
+    assert config.api_key and config.api_key in notice and "config.json" in notice
+    assert load_config().api_key == config.api_key
+    assert require_key_off_loopback(ServerConfig()) is None  # loopback: no key forced
+
+
+def shutil_copy(source: Path, target: Path) -> None:
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)

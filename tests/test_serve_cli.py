@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -106,3 +107,49 @@ def test_bad_config_is_a_message_not_a_traceback(app_home: Path) -> None:
     proc = start_serve(home=app_home)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "config.json" in err and "Traceback" not in err
+
+
+BAD_VALUES = [("http_threads", 0), ("port", {}), ("allowed_hosts", 5), ("request_timeout", 0),
+              ("token_ids", "bogus"), ("api_key", ""), ("port", 70000), ("keep_alive", -1)]
+
+
+@pytest.mark.parametrize("name,value", BAD_VALUES, ids=[f"{n}={v!r}" for n, v in BAD_VALUES])
+def test_each_bad_config_value_is_named_at_start(app_home: Path, name: str,
+                                                 value: object) -> None:
+    app_home.mkdir(parents=True, exist_ok=True)
+    (app_home / "config.json").write_text(json.dumps({name: value}))
+    with pytest.raises(ValueError) as info:
+        load_config()
+    assert f"{name} = {value!r} is invalid" in str(info.value)
+
+
+def test_all_bad_values_are_reported_at_once(app_home: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    app_home.mkdir(parents=True, exist_ok=True)
+    (app_home / "config.json").write_text(json.dumps({"http_threads": 0, "api_key": ""}))
+    monkeypatch.setenv("LOCALEMBED_PORT", "eighty")
+    with pytest.raises(ValueError) as info:
+        load_config()
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 3 and any("LOCALEMBED_PORT" in line for line in lines)
+
+
+def test_serve_beyond_loopback_requires_and_prints_a_generated_key(app_home: Path) -> None:
+    proc = start_serve("--host", "0.0.0.0", "--port", "0", home=app_home)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        port = url.rsplit(":", 1)[1]
+        local = f"http://127.0.0.1:{port}"
+        key = json.loads((app_home / "config.json").read_text())["api_key"]
+        req = urllib.request.Request(local + "/v1/models")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 401
+        req = urllib.request.Request(local + "/v1/models",
+                                     headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert key in err and "config.json" in err and "Reachable at: http://127.0.0.1:" in err

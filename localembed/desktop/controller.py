@@ -14,6 +14,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Callable
+
 from msgspec.structs import replace
 
 from localembed.desktop import autostart

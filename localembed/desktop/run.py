@@ -21,7 +21,7 @@ from localembed.desktop import logs
 from localembed.desktop.controller import AppController
 from localembed.desktop.instance import Instance
 from localembed.desktop.tray import Tray, TrayUnavailable
-from localembed.settings import home_dir, load_config
+from localembed.settings import home_dir, load_config, require_key_off_loopback
 
 
 class AppError(RuntimeError):
@@ -49,9 +49,12 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
         return
     try:
         config = load_config(port=port, model=model)
-    except ValueError as exc:
+        notice = require_key_off_loopback(config)
+    except (ValueError, OSError) as exc:
         instance.release()
         raise AppError(str(exc)) from exc
+    if notice:
+        say(notice)
     controller = AppController(config)
     log_file = logs.setup(on_crash=controller.fail)
     try:

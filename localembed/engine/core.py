@@ -25,6 +25,7 @@ from localembed.engine.postprocess import finish
 from localembed.families import TaskError, canonical_task
 
 TRUNCATE_MODES = ("end", "start", "none")
+CHARS_PER_TOKEN = 128  # a generous bound on how many characters one token covers
 
 Input = str | Sequence[int]
 
@@ -171,7 +172,7 @@ class Engine:
         prefix = ""
         if isinstance(item, str):
             prefix = self.prompt(options)
-            body = self.runner.tokenize(prefix + item, special=False)
+            body = self.runner.tokenize(prefix + self._cut(item, options), special=False)
         else:
             body = [int(t) for t in item]
             bad = [t for t in body if not 0 <= t < self.n_vocab]
@@ -211,6 +212,29 @@ class Engine:
         if not tokens:  # a model with no special tokens and an empty text
             tokens = [max(self.runner.eos, 0)]
         return tokens
+
+    def _cut(self, text: str, options: EmbedOptions) -> str:
+        """Drop the characters no token of the result can come from, before tokenizing.
+
+        No token spans more than CHARS_PER_TOKEN characters (whitespace runs and unknown
+        words included, in practice), so with truncation on, a 30 MB text costs what its
+        first (or last) ``limit * CHARS_PER_TOKEN`` characters cost. With truncation off, a
+        text whose first characters are already too many tokens is refused just as cheaply.
+        """
+        limit = options.max_tokens or self.max_tokens
+        keep = limit * CHARS_PER_TOKEN
+        if len(text) <= keep:
+            return text
+        if options.truncate == "none":
+            # Refuse fast: if a prefix is already too long, so is the whole text.
+            probe = self.runner.tokenize(text[:keep], special=False)
+            if len(probe) > limit + 1:
+                raise InputError(f"the input is more than {len(probe) - 1} tokens long; this "
+                                 f"request takes at most {limit}. Shorten it or set truncate "
+                                 "to 'end' or 'start'", param="input",
+                                 code="context_length_exceeded")
+            return text
+        return text[:keep] if options.truncate == "end" else text[-keep:]
 
     def tokenize(self, text: str, options: EmbedOptions = EmbedOptions()) -> list[int]:
         return self.prepare(text, options)

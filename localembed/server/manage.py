@@ -7,6 +7,8 @@ operations the CLI performs.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
@@ -16,7 +18,7 @@ from localembed.convert import ConversionError
 from localembed.dialects import manage
 from localembed.engine.inspect import ModelLoadError
 from localembed.pull import PullError
-from localembed.server.body import body, reply
+from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import APIError
 from localembed.server.openai import model_card
 from localembed.server.state import state
@@ -75,24 +77,41 @@ def cancel_pull(model_id: str) -> dict:
     return task.progress.as_dict()
 
 
+# Event streams hold an HTTP thread each: at most this many at once, each for at most
+# STREAM_SECONDS (EventSource clients reconnect by themselves), and each ends as soon as its
+# client has gone.
+MAX_STREAMS = 4
+STREAM_SECONDS = 60.0
+_streams = threading.BoundedSemaphore(MAX_STREAMS)
+
+
 @bp.get("/v1/pull/<model_id>/events")
 def pull_events(model_id: str) -> Response:
     """Server-sent events: the pull's progress on every change until it ends."""
     task = _task(model_id)
+    if not _streams.acquire(blocking=False):
+        raise APIError(503, f"at most {MAX_STREAMS} event streams at once; poll "
+                            f"GET /v1/pull/{model_id} instead", code="too_many_streams",
+                       headers={"Retry-After": "5"})
+    gone = client_gone()
+    deadline = time.monotonic() + STREAM_SECONDS
 
     def stream() -> Iterator[str]:
-        last = None
-        while True:
-            with task.changed:
-                snapshot = json.dumps(task.progress.as_dict())
-                if snapshot == last:
-                    task.changed.wait(timeout=1.0)
+        try:
+            last = None
+            while time.monotonic() < deadline and not (gone is not None and gone()):
+                with task.changed:
                     snapshot = json.dumps(task.progress.as_dict())
-            if snapshot != last:
-                yield f"data: {snapshot}\n\n"
-                last = snapshot
-            if task.progress.status in FINAL:
-                return
+                    if snapshot == last:
+                        task.changed.wait(timeout=0.5)
+                        snapshot = json.dumps(task.progress.as_dict())
+                if snapshot != last:
+                    yield f"data: {snapshot}\n\n"
+                    last = snapshot
+                if task.progress.status in FINAL:
+                    return
+        finally:
+            _streams.release()
 
     return Response(stream_with_context(stream()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -105,7 +124,10 @@ def _valid(model_id: str) -> str:
     return model_id
 
 
-def _installed_id(model_id: str) -> str:
+def _installed_id(model_id: str, loaded_ok: bool = False) -> str:
+    """An installed model's id (or, with ``loaded_ok``, a loaded one whose file is gone)."""
+    if loaded_ok and state().registry.is_loaded(model_id):
+        return model_id
     if not valid_id(model_id) or model_id not in installed():
         raise APIError(404, f"The model '{model_id}' is not installed.", param="model",
                        code="model_not_found")
@@ -120,7 +142,7 @@ def load(model_id: str) -> Response:
 
 @bp.post("/v1/models/<model_id>/unload")
 def unload(model_id: str) -> Response:
-    state().registry.unload(_installed_id(model_id))  # StoreError: 409
+    state().registry.unload(_installed_id(model_id, loaded_ok=True))  # StoreError: 409
     return reply(model_card(model_id))
 
 
@@ -129,13 +151,15 @@ def set_default() -> Response:
     """Serve another model as the default (and remember it unless "persist": false)."""
     request = body(manage.DefaultBody)
     model_id = _installed_id(_valid(request.model))
+    registry = state().registry
     try:
-        state().registry.set_default(model_id)
+        registry.load(model_id)  # may fail: then nothing has changed
     except (ModelNotFound, ModelLoadError) as exc:
         raise APIError(500, f"cannot load {model_id}: {exc}", code="model_load_failed",
                        type_="server_error") from exc
     if request.persist:
-        save_setting("model", model_id)
+        save_setting("model", model_id)  # OSError (read-only, full): 500/507, no switch
+    registry.set_default(model_id)
     return reply(model_card(model_id))
 
 

@@ -21,6 +21,18 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 # the playground asks for it and sends it with every API call.
 OPEN_PATHS = ("/health", "/", "/favicon.ico")
 OPEN_PREFIXES = ("/ui/",)
+# Routes that change what is installed or served: a browser may call them only from the
+# playground's own origin, never from another local page (another dev server, say).
+MANAGEMENT_PREFIXES = ("/v1/pull", "/v1/default", "/v1/models/")
+
+
+def is_management(method: str, path: str) -> bool:
+    return method in ("POST", "DELETE") and path.startswith(MANAGEMENT_PREFIXES)
+
+
+def same_origin(origin: str, host_header: str) -> bool:
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower()
 
 
 def _hostname(host_header: str) -> str:
@@ -61,6 +73,10 @@ def install(app: Flask, config: ServerConfig) -> None:
         if origin and not origin_allowed(origin, config):
             raise APIError(403, f"Origin '{origin}' is not allowed; add it with "
                                 "--cors-origin to serve it.", code="origin_not_allowed")
+        if origin and is_management(request.method, request.path) and not same_origin(
+                origin, request.host):
+            raise APIError(403, "Model management is only allowed from the playground's own "
+                                "page.", code="origin_not_allowed")
         if request.method == "OPTIONS" and origin:  # CORS preflight: answered here
             return Response(status=204)
         if config.api_key and not (request.path in OPEN_PATHS
