@@ -112,6 +112,9 @@ def _tqdm_for(task: PullTask) -> type:
     from tqdm.auto import tqdm
 
     class Reporter(tqdm):  # type: ignore[misc, valid-type]
+        # tqdm starts a monitor thread per class; a class per pull would leak one per pull.
+        monitor_interval = 0
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]

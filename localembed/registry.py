@@ -8,12 +8,25 @@ switches the default, and unloads models, always letting requests already queued
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import threading
 import time
 
 from localembed.engine import Engine, RunnerOptions
 from localembed.settings import ServerConfig
 from localembed.store import ModelNotFound, StoreError, default_model_id, resolve
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by an unloaded model back to the OS (glibc keeps it otherwise, and a
+    server that switches models would look like it leaks)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, Windows, musl): nothing to do
+        return
+    with contextlib.suppress(AttributeError):
+        libc.malloc_trim(0)
+
 
 # Clients written for OpenAI often keep their model name; they get the default model.
 OPENAI_NAMES = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
@@ -30,6 +43,7 @@ class Registry:
         self._used: dict[str, float] = {}
         self._keep: dict[str, float] = {}  # per-model keep-alive set by a request (Ollama's)
         self._lock = threading.RLock()
+        self._switch = threading.Lock()
         model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
         self._engines[model_id] = Engine(path, model_id=model_id, options=self.options)
@@ -64,8 +78,9 @@ class Registry:
 
     def get(self, name: str | None) -> Engine:
         """The engine for ``name``, loading an installed model on first use."""
-        model_id = self.canonical(name)
-        engine = self._engines.get(model_id)
+        with self._lock:  # the default's id and engine are read together: a switch never
+            model_id = self.canonical(name)  # leaves a request holding the old default's name
+            engine = self._engines.get(model_id)
         if engine is None:
             engine = self.load(model_id)
         self._used[engine.id] = time.monotonic()
@@ -85,12 +100,14 @@ class Registry:
     def set_default(self, name: str, unload_previous: bool = True) -> Engine:
         """Serve ``name`` as the default: loaded first, then switched, then the old one is
         unloaded after finishing what was queued for it."""
-        engine = self.load(self.canonical(name))
-        with self._lock:
-            previous, self.default_id = self.default_id, engine.id
-        if unload_previous and previous != engine.id:
-            self.unload(previous)
-        return engine
+        with self._switch:  # one switch at a time: no model is left loaded between two
+            engine = self.load(self.canonical(name))
+            with self._lock:
+                previous, self.default_id = self.default_id, engine.id
+            if unload_previous and previous != engine.id:
+                with contextlib.suppress(StoreError):
+                    self.unload(previous)
+            return engine
 
     def unload(self, name: str) -> bool:
         """Free a model; requests already queued for it are still served. The default model
@@ -105,6 +122,7 @@ class Registry:
         if engine is None:
             return False
         engine.close(drain=True)
+        release_freed_memory()
         return True
 
     def keep(self, model_id: str, seconds: float) -> None:

@@ -138,8 +138,8 @@ class Service:
         try:
             future = engine.submit(inputs, request.options,
                                    max_total_tokens=self.limits.max_request_tokens)
-        except EngineClosed:  # switched or unloaded since lookup: look it up again
-            engine = self.engine(engine.id)
+        except EngineClosed:  # switched or unloaded since lookup: ask again by the same name
+            engine = self.engine(request.model)
             future = engine.submit(inputs, request.options,
                                    max_total_tokens=self.limits.max_request_tokens)
         result: EmbeddingResult = self._wait(future, abandoned)
@@ -168,11 +168,15 @@ class Service:
         engine = engine or self.engine(request.model)
         left = self.embed(EmbedRequest(request.left, replace(request.left_options,
                                                              normalize=True),
-                                       field=request.field), engine, abandoned)
+                                       request.model, request.field), engine, abandoned)
         right = self.embed(EmbedRequest(request.right, replace(request.right_options,
                                                                normalize=True),
-                                        field=request.field), self.engine(left.model),
-                           abandoned)
+                                        request.model, request.field), engine, abandoned)
+        if right.model != left.model:  # a switch in between: both sides from one model
+            left = self.embed(EmbedRequest(request.left, replace(request.left_options,
+                                                                 normalize=True),
+                                           field=request.field),
+                              self.engine(right.model), abandoned)
         scores = np.array([float(left.vectors[a] @ right.vectors[b]) for a, b in request.pairs],
                           dtype=np.float64)
         return Compared(right.model, scores, left.total_tokens + right.total_tokens,
