@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from localembed.engine import EmbeddingResult, EmbedOptions, Engine, EngineClosed, InputError
-from localembed.engine.core import Input
+from localembed.engine.core import Input, similarity_options
 from localembed.registry import Registry
 
 
@@ -74,11 +74,8 @@ class CompareRequest:
 def similarity_request(query: str, documents: Sequence[str],
                        options: EmbedOptions | None = None, model: str | None = None,
                        field: str = "documents") -> CompareRequest:
-    """A query against documents: retrieval is asymmetric for prompted models, so the query
-    gets the query prompt and the documents the document prompt unless a task is given."""
-    query_options = replace(options, task=options.task or "query", title=None, normalize=True)
-    document_options = replace(options, task=options.task or "document", instruction=None,
-                               normalize=True)
+    """A query against documents, with the engine's similarity prompts."""
+    query_options, document_options = similarity_options(options or EmbedOptions())
     return CompareRequest([query], list(documents), [(0, i) for i in range(len(documents))],
                           query_options, document_options, model, field)
 
@@ -87,8 +84,9 @@ def matrix_request(texts: Sequence[str], options: EmbedOptions | None = None,
                    model: str | None = None, field: str = "texts") -> CompareRequest:
     """Every text against every text, all with the same options (an N x N matrix)."""
     options = options or EmbedOptions()
+    texts = list(texts)
     pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts))]
-    return CompareRequest(list(texts), list(texts), pairs, options, options, model, field)
+    return CompareRequest(texts, texts, pairs, options, options, model, field)
 
 
 @dataclass
@@ -162,23 +160,26 @@ class Service:
 
     def compare(self, request: CompareRequest, engine: Engine | None = None,
                 abandoned: Callable[[], bool] | None = None) -> Compared:
-        """Cosine scores of the request's pairs; each distinct text is embedded once."""
+        """Cosine scores of the request's pairs. Each side is embedded once; a matrix (the
+        same texts and options on both sides) is embedded once in all."""
         self.check_count(len(request.left), request.field)
         self.check_count(len(request.right), request.field)
         engine = engine or self.engine(request.model)
-        left = self.embed(EmbedRequest(request.left, replace(request.left_options,
-                                                             normalize=True),
-                                       request.model, request.field), engine, abandoned)
-        right = self.embed(EmbedRequest(request.right, replace(request.right_options,
-                                                               normalize=True),
-                                        request.model, request.field), engine, abandoned)
+        left_request = EmbedRequest(request.left, replace(request.left_options, normalize=True),
+                                    request.model, request.field)
+        left = self.embed(left_request, engine, abandoned)
+        if request.right is request.left and request.right_options == request.left_options:
+            right = left
+        else:
+            right = self.embed(EmbedRequest(request.right,
+                                            replace(request.right_options, normalize=True),
+                                            request.model, request.field), engine, abandoned)
         if right.model != left.model:  # a switch in between: both sides from one model
-            left = self.embed(EmbedRequest(request.left, replace(request.left_options,
-                                                                 normalize=True),
-                                           field=request.field),
-                              self.engine(right.model), abandoned)
+            left = self.embed(left_request, self.engine(right.model), abandoned)
         scores = np.array([float(left.vectors[a] @ right.vectors[b]) for a, b in request.pairs],
                           dtype=np.float64)
+        if right is left:
+            return Compared(left.model, scores, left.total_tokens, len(request.left))
         return Compared(right.model, scores, left.total_tokens + right.total_tokens,
                         len(request.left) + len(request.right))
 
