@@ -67,9 +67,7 @@ class LLM:
     def create_embeddings(self, **body: object) -> dict:
         """Exactly the /v1/embeddings response for the same body."""
         request = convert(dict(body), openai.EmbeddingRequest)
-        engine = self.service.engine(request.model)
-        result = self.service.embed(request.to_request(engine.family, self._decoder), engine)
-        return msgspec.to_builtins(openai.embedding_response(request, result))
+        return msgspec.to_builtins(openai.create_embeddings(request, self.service, self._decoder))
 
     def embed(self, prompts: str | Sequence, **options: object) -> list[EmbeddingRequestOutput]:
         items = [prompts] if isinstance(prompts, str) else list(prompts)

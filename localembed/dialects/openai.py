@@ -27,7 +27,7 @@ from localembed.encoding import (
 )
 from localembed.engine import EmbedOptions, InputError
 from localembed.families import Family
-from localembed.service import Embedded, EmbedRequest
+from localembed.service import Embedded, EmbedRequest, Service
 
 # A token-id decoder (tiktoken's cl100k_base), or None when ids are the model's own.
 Decoder = Callable[[Sequence[int]], str]
@@ -143,6 +143,15 @@ class EmbeddingRequest(EmbedFields, kw_only=True):
             return EmbedRequest([f"{system}\n{text}"], options, self.model)
         return EmbedRequest([text], replace(options, instruction=options.instruction
                                             or system or None), self.model)
+
+
+def create_embeddings(request: EmbeddingRequest, service: Service, decoder: Decoder | None,
+                      abandoned: Callable[[], bool] | None = None) -> EmbeddingResponse:
+    """Run a /v1/embeddings request: the HTTP route and the in-process ``LLM`` both call this.
+    The model is looked up first because chat messages render per family."""
+    engine = service.engine(request.model)
+    result = service.embed(request.to_request(engine.family, decoder), engine, abandoned)
+    return embedding_response(request, result)
 
 
 class Embedding(msgspec.Struct):

@@ -20,7 +20,6 @@ from localembed.server.errors import APIError, error_body, register_error_handle
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
 from localembed.server.state import ServerState, state
-from localembed.service import Service
 from localembed.settings import ServerConfig
 from localembed.tokenids import Decoder, local_cl100k
 
@@ -70,8 +69,7 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app = Flask("localembed", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["localembed"] = ServerState(config, registry, decoder, Metrics(),
-                                               service=Service(registry, config.limits()))
+    app.extensions["localembed"] = ServerState(config, registry, decoder, Metrics())
     security.install(app, config)
     register_error_handlers(app)
     app.register_blueprint(misc)

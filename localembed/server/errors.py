@@ -8,11 +8,16 @@ failure ever reaches the client as an HTML page or a stack trace.
 
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
+from localembed.service import RequestAbandoned, RequestTimeout
+from localembed.store import ModelNotFound, StoreError
 
 log = logging.getLogger("localembed.server")
 
@@ -89,25 +94,13 @@ def _from_http(exc: HTTPException) -> APIError:
 
 def from_core(exc: Exception) -> APIError:
     """The HTTP status and code of a core failure: the one place they are decided."""
-    import errno
-
-    from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
-    from localembed.service import RequestAbandoned, RequestTimeout
-    from localembed.store import ModelNotFound, StoreError
-
     if isinstance(exc, Overloaded):
         return APIError(503, f"{exc}.", code="overloaded", type_="server_error",
                         headers={"Retry-After": str(int(exc.retry_after + 0.999))})
     if isinstance(exc, RequestAbandoned):
         return APIError(499, "The client closed the request.", code="client_closed_request")
-    if isinstance(exc, OSError) and not isinstance(exc, (TimeoutError,)):
-        where = f" ({exc.filename})" if exc.filename else ""
-        reason = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return APIError(507, f"Not enough disk space{where}: {reason}. Nothing was changed.",
-                            code="insufficient_storage", type_="server_error")
-        return APIError(500, f"A file operation failed{where}: {reason}. Nothing was changed.",
-                        code="disk_error", type_="server_error")
+    if isinstance(exc, RequestTimeout):
+        return APIError(504, str(exc), code="timeout", type_="server_error")
     if isinstance(exc, InputError):
         return APIError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, ModelNotFound):
@@ -118,24 +111,31 @@ def from_core(exc: Exception) -> APIError:
     if isinstance(exc, EngineClosed):
         return APIError(503, f"{exc}; retry the request.", code="model_unloaded",
                         type_="server_error")
-    if isinstance(exc, RequestTimeout):
-        return APIError(504, str(exc), code="timeout", type_="server_error")
     if isinstance(exc, StoreError):
         return APIError(409, str(exc), param="model", code="model_in_use")
-    raise TypeError(f"not a core error: {exc!r}")
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):  # disk: what, where
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return APIError(507, f"Not enough disk space{where}: {reason}. Nothing was changed.",
+                            code="insufficient_storage", type_="server_error")
+        return APIError(500, f"A file operation failed{where}: {reason}. Nothing was changed.",
+                        code="disk_error", type_="server_error")
+    return APIError(500, f"Internal server error: {type(exc).__name__}", code="internal_error",
+                    type_="server_error")
+
+
+# The core's failures, each answered by ``from_core``.
+CORE_ERRORS = (Overloaded, RequestAbandoned, RequestTimeout, InputError, ModelNotFound,
+               ModelLoadError, EngineClosed, StoreError, OSError)
 
 
 def register_error_handlers(app: Flask) -> None:
-    from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
-    from localembed.service import RequestAbandoned, RequestTimeout
-    from localembed.store import ModelNotFound, StoreError
-
     @app.errorhandler(APIError)
     def api_error(exc: APIError) -> Response:
         return error_response(exc)
 
-    for kind in (InputError, ModelNotFound, ModelLoadError, EngineClosed, RequestTimeout,
-                 StoreError, Overloaded, RequestAbandoned, OSError):
+    for kind in CORE_ERRORS:
         app.register_error_handler(kind, lambda exc: error_response(from_core(exc)))
 
     @app.errorhandler(HTTPException)

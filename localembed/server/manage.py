@@ -23,7 +23,15 @@ from localembed.server.errors import APIError
 from localembed.server.openai import model_card
 from localembed.server.state import state
 from localembed.settings import save_setting
-from localembed.store import ModelNotFound, StoreError, import_model, installed, remove, valid_id
+from localembed.store import (
+    ModelNotFound,
+    StoreError,
+    check_id,
+    import_model,
+    installed,
+    remove,
+    valid_id,
+)
 
 bp = Blueprint("manage", __name__)
 
@@ -118,10 +126,11 @@ def pull_events(model_id: str) -> Response:
 
 
 def _valid(model_id: str) -> str:
-    if not valid_id(model_id):
-        raise APIError(400, f"invalid model name {model_id!r}: use letters, digits, '.', '_', "
-                            "'-' (no paths).", param="model", code="invalid_value")
-    return model_id
+    """A plain model id by the store's own rule; a path is a 400, not a store conflict."""
+    try:
+        return check_id(model_id)
+    except StoreError as exc:
+        raise APIError(400, str(exc), param="model", code="invalid_value") from exc
 
 
 def _installed_id(model_id: str, loaded_ok: bool = False) -> str:

@@ -21,12 +21,10 @@ bp = Blueprint("openai", __name__)
 @bp.post("/embeddings")
 def embeddings() -> Response:
     st = state()
-    request = body(openai.EmbeddingRequest)
-    engine = st.service.engine(request.model)
-    result = st.service.embed(request.to_request(engine.family, st.token_decoder()), engine,
-                              client_gone())
-    st.metrics.count_work(len(result.tokens), result.total_tokens)
-    return reply(openai.embedding_response(request, result))
+    response = openai.create_embeddings(body(openai.EmbeddingRequest), st.service,
+                                        st.token_decoder(), client_gone())
+    st.metrics.count_work(len(response.data), response.usage.total_tokens)
+    return reply(response)
 
 
 def model_card(model_id: str) -> openai.ModelCard:

@@ -23,11 +23,10 @@ class ServerState:
     decoder: Decoder | None
     metrics: Metrics = field(default_factory=Metrics)
     pulls: PullManager = field(default_factory=PullManager)
-    service: Service | None = None  # type: ignore[assignment]
+    service: Service = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.service is None:
-            self.service = Service(self.registry, self.config.limits())
+        self.service = Service(self.registry, self.config.limits())
 
     def token_decoder(self) -> Callable[[Sequence[int]], str] | None:
         """How token-id input becomes text: cl100k_base decoding, or None (model's own ids)."""
