@@ -73,7 +73,7 @@ class EmbedFields(msgspec.Struct, kw_only=True):
     """localembed's options on every embedding route: prompts, Matryoshka, normalisation."""
 
     model: str | None = None
-    task: str | None = msgspec.field(default=None)
+    task: str | None = None
     instruction: str | None = None
     title: str | None = None
     dimensions: PositiveInt | None = None
@@ -98,3 +98,8 @@ class EmbedFields(msgspec.Struct, kw_only=True):
 class Usage(msgspec.Struct):
     prompt_tokens: int
     total_tokens: int
+
+    @classmethod
+    def of(cls, tokens: int) -> Usage:
+        """Embedding routes only read input: prompt tokens are all the tokens."""
+        return cls(tokens, tokens)

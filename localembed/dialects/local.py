@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
 from typing import Literal
 
 import msgspec
 
-from localembed.dialects.common import EmbedFields, NonEmptyStrings, PositiveInt, TruncateMode
+from localembed.dialects.common import (
+    EmbedFields,
+    NonEmptyStrings,
+    PositiveInt,
+    TruncateMode,
+    Usage,
+)
 from localembed.engine import EmbedOptions, InputError
 from localembed.service import Compared, CompareRequest, matrix_request, similarity_request
 
@@ -36,15 +41,10 @@ class SimilarityItem(msgspec.Struct):
     object: Literal["similarity"] = "similarity"
 
 
-class SimilarityUsage(msgspec.Struct):
-    prompt_tokens: int
-    total_tokens: int
-
-
 class SimilarityResponse(msgspec.Struct):
     model: str
     data: list[SimilarityItem]
-    usage: SimilarityUsage
+    usage: Usage
     duration_ms: float
     object: Literal["list"] = "list"
 
@@ -55,7 +55,7 @@ def similarity_response(request: CompareRequest, result: Compared,
     return SimilarityResponse(
         model=result.model,
         data=[SimilarityItem(i, float(result.scores[i]), request.right[i]) for i in order],
-        usage=SimilarityUsage(result.total_tokens, result.total_tokens),
+        usage=Usage.of(result.total_tokens),
         duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
@@ -75,7 +75,7 @@ class MatrixResponse(msgspec.Struct):
     model: str
     texts: list[str]
     matrix: list[list[float]]
-    usage: SimilarityUsage
+    usage: Usage
     object: Literal["matrix"] = "matrix"
 
 
@@ -83,7 +83,7 @@ def matrix_response(request: CompareRequest, result: Compared) -> MatrixResponse
     n = len(request.left)
     return MatrixResponse(result.model, list(request.left),
                           result.scores.reshape(n, n).tolist(),
-                          SimilarityUsage(result.total_tokens, result.total_tokens))
+                          Usage.of(result.total_tokens))
 
 
 class ScoreRequest(msgspec.Struct, kw_only=True):
@@ -120,7 +120,7 @@ class ScoreResponse(msgspec.Struct):
     created: int
     model: str
     data: list[ScoreItem]
-    usage: SimilarityUsage
+    usage: Usage
     object: Literal["list"] = "list"
 
 
@@ -128,7 +128,7 @@ def score_response(result: Compared) -> ScoreResponse:
     return ScoreResponse(
         id=f"score-{uuid.uuid4().hex}", created=int(time.time()), model=result.model,
         data=[ScoreItem(i, float(s)) for i, s in enumerate(result.scores)],
-        usage=SimilarityUsage(result.total_tokens, result.total_tokens))
+        usage=Usage.of(result.total_tokens))
 
 
 class TokenizeRequest(msgspec.Struct, kw_only=True):
@@ -150,8 +150,7 @@ class TokenizeRequest(msgspec.Struct, kw_only=True):
         return ([value], True) if isinstance(value, str) else (list(value), False)
 
     def options(self) -> EmbedOptions:
-        return replace(EmbedOptions(task=self.task, instruction=self.instruction),
-                       truncate=self.truncate)
+        return EmbedOptions(task=self.task, instruction=self.instruction, truncate=self.truncate)
 
 
 class TokenizeResponse(msgspec.Struct):
