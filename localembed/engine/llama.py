@@ -103,7 +103,7 @@ class LlamaRunner:
         vocab = llama_cpp.llama_model_get_vocab(model)
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(vocab))
-        self._wordpiece = _wordpiece(vocab) if self.info.family.name == "bert" else None
+        self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
             frame = self.llm.tokenize(b"", add_bos=True, special=False)
