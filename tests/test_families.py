@@ -21,23 +21,12 @@ from localembed.families import (
     family_for,
 )
 from localembed.synthetic import write_model
+from tests.test_engine import GEMMA_PROMPTS
 
 GEMMA = FAMILIES["gemma-embedding"]
 QWEN3 = FAMILIES["qwen3"]
 BERT = FAMILIES["bert"]
 GENERIC = FAMILIES["generic"]
-
-GEMMA_QUERIES = {
-    "query": "task: search result | query: ",
-    "similarity": "task: sentence similarity | query: ",
-    "classification": "task: classification | query: ",
-    "clustering": "task: clustering | query: ",
-    "code": "task: code retrieval | query: ",
-    "qa": "task: question answering | query: ",
-    "fact_check": "task: fact checking | query: ",
-    "summarization": "task: summarization | query: ",
-    "document": "title: none | text: ",
-}
 
 QWEN3_QUERIES = {
     "query": "Instruct: Given a web search query, retrieve relevant passages that answer the "
@@ -56,8 +45,8 @@ QWEN3_QUERIES = {
 
 
 def test_gemma_prompt_for_every_task_is_exact():
-    assert set(GEMMA_QUERIES) == set(TASKS)
-    for task, expected in GEMMA_QUERIES.items():
+    assert set(GEMMA_PROMPTS) == set(TASKS)
+    for task, expected in GEMMA_PROMPTS.items():
         assert GEMMA.prompt(task) == expected, task
 
 
@@ -102,7 +91,7 @@ def test_qwen3_instruction_replaces_task_phrase_even_for_documents():
 
 
 def test_task_aliases_give_the_canonical_tasks_prompt():
-    assert GEMMA.prompt("search_query") == GEMMA_QUERIES["query"]
+    assert GEMMA.prompt("search_query") == GEMMA_PROMPTS["query"]
     assert QWEN3.prompt("Sentence-Similarity") == QWEN3_QUERIES["similarity"]
     assert canonical_task("retrieval.passage") == "document"
 
