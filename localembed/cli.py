@@ -18,6 +18,7 @@ from localembed.families import TASKS
 from localembed.service import EmbedRequest, Service, matrix_request, similarity_request
 from localembed.settings import (
     DEFAULT_HOST,
+    DEFAULT_HTTP_THREADS,
     DEFAULT_PORT,
     load_config,
     local_url,
@@ -104,7 +105,8 @@ def cli() -> None:
 @click.option("-m", "--model", default=None, help="Model id or .gguf path to serve.")
 @click.option("--threads", type=int, default=None, help="llama.cpp CPU threads.")
 @click.option("--gpu-layers", type=int, default=None, help="Layers to offload to the GPU.")
-@click.option("--http-threads", type=int, default=None, help="HTTP worker threads (16).")
+@click.option("--http-threads", type=int, default=None,
+              help=f"HTTP worker threads ({DEFAULT_HTTP_THREADS}).")
 @click.option("--api-key", default=None, help="Require 'Authorization: Bearer KEY'.")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow this browser origin (repeatable; local origins always are).")

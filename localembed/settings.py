@@ -36,6 +36,9 @@ def models_dir() -> Path:
 DEFAULT_HOST = "127.0.0.1"
 # Our own port: not Ollama's 11434, LM Studio's 1234, llama.cpp's 8080 or Jan's 1337.
 DEFAULT_PORT = 8642
+# A request waiting for its vectors holds an HTTP thread, so this many callers at once can
+# share one decode; idle threads cost next to nothing.
+DEFAULT_HTTP_THREADS = 64
 CONFIG_FILE = "config.json"
 
 
@@ -56,7 +59,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     model: NonEmpty | None = None
     threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # llama.cpp threads
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
-    http_threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = 16
+    http_threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = DEFAULT_HTTP_THREADS
     api_key: NonEmpty | None = None  # an empty key would silently turn auth off
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()

@@ -9,12 +9,21 @@ are meaningless, which is fine for checking plumbing.
 
 ``preset="full"`` writes the real layer shapes (with the small vocabulary) for benchmarks; those
 files are large and are generated on demand, never committed.
+
+``vocab_size`` fills the vocabulary up to a real model's size (``REAL_VOCAB``: 151,669 tokens
+for Qwen3, 262,144 for EmbeddingGemma) with valid extra tokens: byte-level BPE pairs and
+triples with their merges, SentencePiece pieces with scores, WordPiece pieces. The tiny preset
+then narrows to ``VOCAB_HIDDEN`` wide so the token table stays a few megabytes; such a file is
+written in about a second and exercises whatever scales with the vocabulary (reading the
+header, llama.cpp's vocabulary load).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +33,12 @@ import numpy as np
 from localembed.ggufwrite import add_matrix, file_type
 
 ARCHITECTURES = ("bert", "qwen3", "gemma-embedding")
+# The published models' vocabulary sizes (llama.cpp's n_vocab): all-MiniLM-L6-v2,
+# Qwen3-Embedding and EmbeddingGemma.
+REAL_VOCAB = {"bert": 30_522, "qwen3": 151_669, "gemma-embedding": 262_144}
+# The tiny preset's width when a vocabulary size is asked for: the token table is
+# n_vocab x hidden, 262,144 x 32 f32 = 32 MB for EmbeddingGemma's vocabulary.
+VOCAB_HIDDEN = 32
 
 _WORDS = """
 the of and to a in is it you that he was for on are with as his they be at one have this from
@@ -142,6 +157,74 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
+def _fill(candidates: Iterator[str], taken: Iterable[str], count: int) -> list[str]:
+    """The first ``count`` candidates not already in ``taken``: extra tokens up to a size."""
+    if count < 0:
+        raise ValueError(f"vocab_size is {-count} smaller than this model's base vocabulary")
+    seen = set(taken)
+    return list(itertools.islice((c for c in candidates if c not in seen), count))
+
+
+def _byte_pairs(base: Sequence[str]) -> Iterator[str]:
+    """Byte-level BPE tokens: every pair of byte characters, then every triple.
+
+    Each one's merge is (all but its last character, its last character): a pair merges two
+    byte tokens, a triple a pair (all pairs come first) and a byte, so every merge is valid.
+    """
+    for a, b in itertools.product(base, repeat=2):
+        yield a + b
+    for a, b, c in itertools.product(base, repeat=3):
+        yield a + b + c
+
+
+def _letter_pieces() -> Iterator[str]:
+    """SentencePiece / WordPiece pieces: letter and digit strings, word-initial and inner."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for length in itertools.count(2):
+        for letters in itertools.product(alphabet, repeat=length):
+            piece = "".join(letters)
+            yield "\u2581" + piece
+            yield piece
+
+
+class _BulkArrayWriter(gguf.GGUFWriter):
+    """``GGUFWriter`` packing long metadata arrays in bulk: the same bytes, far faster.
+
+    The stock writer packs a 262,144-token vocabulary item by item (seconds); this packs it
+    with one join (strings) or one numpy conversion (numbers). Anything else, and any
+    big-endian file, goes through the stock code.
+    """
+
+    _NUMPY = {gguf.GGUFValueType.INT32: "<i4", gguf.GGUFValueType.FLOAT32: "<f4",
+              gguf.GGUFValueType.UINT32: "<u4"}
+
+    def _pack_val(self, val: object, vtype: gguf.GGUFValueType, add_vtype: bool,
+                  sub_type: gguf.GGUFValueType | None = None) -> bytes:
+        if (vtype == gguf.GGUFValueType.ARRAY and isinstance(val, list) and len(val) > 256
+                and self.endianess == gguf.GGUFEndian.LITTLE):
+            item_type = sub_type or gguf.GGUFValueType.get_type(val[0])
+            body = _bulk_pack(val, item_type, self._NUMPY.get(item_type))
+            if body is not None:
+                head = struct.pack("<I", vtype) if add_vtype else b""
+                return head + struct.pack("<IQ", item_type, len(val)) + body
+        return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+
+def _bulk_pack(items: list, item_type: gguf.GGUFValueType, np_dtype: str | None) -> bytes | None:
+    """Little-endian GGUF array items, or None for a mix of types the stock writer should see."""
+    one_of_each = {type(x): x for x in items}.values()  # the type check, once per class
+    if any(gguf.GGUFValueType.get_type(x) is not item_type for x in one_of_each):
+        return None
+    if item_type == gguf.GGUFValueType.STRING:
+        encoded = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in items]
+        length = struct.Struct("<Q").pack
+        return b"".join([part for e in encoded for part in (length(len(e)), e)])
+    if np_dtype is None:
+        return None
+    return np.asarray([int(x) if isinstance(x, int) else x for x in items],
+                      dtype=np_dtype).tobytes()
+
+
 def _write_common(writer: gguf.GGUFWriter, shape: Shape, name: str, dtype: str,
                   pooling: gguf.PoolingType | None) -> None:
     writer.add_name(name)
@@ -160,14 +243,18 @@ def _write_common(writer: gguf.GGUFWriter, shape: Shape, name: str, dtype: str,
         writer.add_pooling_type(pooling)
 
 
-def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -> None:
+def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
+                vocab_size: int | None) -> None:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + _PUNCT
     wordpieces = chars + ["##" + c for c in chars] + _WORDS + ["##s", "##ed", "##ing", "##ly"]
     wordpieces = list(dict.fromkeys(wordpieces))
     # llama.cpp's WordPiece vocab: word starts carry the phantom space, ## continuations don't.
     tokens = specials + [w[2:] if w.startswith("##") else "\u2581" + w for w in wordpieces]
-    types = [gguf.TokenType.CONTROL] * len(specials) + [gguf.TokenType.NORMAL] * len(wordpieces)
+    if vocab_size is not None:
+        tokens += _fill(_letter_pieces(), tokens, vocab_size - len(tokens))
+    types = [gguf.TokenType.CONTROL] * len(specials) + [gguf.TokenType.NORMAL] * (
+        len(tokens) - len(specials))
     writer.add_tokenizer_model("bert")
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
@@ -205,9 +292,22 @@ def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) ->
 
 
 QWEN3_EOS = "<|endoftext|>"
+# Qwen3's added tokens (ids 151,643 to 151,668 in the published vocabulary); the ones its
+# tokenizer does not mark special are user-defined tokens, the rest control tokens.
+QWEN3_ADDED = (
+    QWEN3_EOS, "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
+    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>",
+    "</think>",
+)
+QWEN3_USER_DEFINED = frozenset(
+    {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"})
 
 
-def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -> None:
+def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
+                 vocab_size: int | None) -> None:
     byte_chars = _bytes_to_unicode()
     space = byte_chars[ord(" ")]
     base = [byte_chars[b] for b in range(256)]
@@ -219,9 +319,15 @@ def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int) -
                 merges.setdefault(f"{piece[:end - 1]} {piece[end - 1]}", None)
                 merged.setdefault(piece[:end], None)
     tokens = base + [t for t in merged if t not in set(base)]
-    specials = [QWEN3_EOS, "<|im_start|>", "<|im_end|>"]
+    specials = list(QWEN3_ADDED if vocab_size is not None else QWEN3_ADDED[:3])
+    if vocab_size is not None:
+        extra = _fill(_byte_pairs(base), tokens, vocab_size - len(tokens) - len(specials))
+        tokens += extra
+        merges.update((f"{t[:-1]} {t[-1]}", None) for t in extra)
     eos_id = len(tokens)
-    types = [gguf.TokenType.NORMAL] * len(tokens) + [gguf.TokenType.CONTROL] * len(specials)
+    types = [gguf.TokenType.NORMAL] * len(tokens) + [
+        gguf.TokenType.USER_DEFINED if t in QWEN3_USER_DEFINED else gguf.TokenType.CONTROL
+        for t in specials]
     tokens += specials
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
@@ -266,10 +372,14 @@ def _decoder_layers(w: _Weights, shape: Shape, post_norms: bool) -> None:
 
 
 def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
-                           dense: bool, swa_pattern: list[bool] | None = None) -> None:
+                           dense: bool, swa_pattern: list[bool] | None = None,
+                           vocab_size: int | None = None) -> None:
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     pieces = _prefixes(["\u2581" + w for w in _WORDS] + _WORDS + _PUNCT + ["\u2581"])
+    if vocab_size is not None:
+        pieces += _fill(_letter_pieces(), pieces,
+                        vocab_size - len(specials) - len(byte_tokens) - len(pieces))
     tokens = specials + byte_tokens + pieces
     types = (
         [gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL,
@@ -322,13 +432,17 @@ _POOLING = {
 def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
                 preset: str = "tiny", seed: int = 0, dense: bool = True,
                 context: int | None = None, name: str | None = None,
-                pooling: bool = True, swa_pattern: list[bool] | None = None) -> Path:
+                pooling: bool = True, swa_pattern: list[bool] | None = None,
+                vocab_size: int | None = None, hidden: int | None = None) -> Path:
     """Write a random-weight GGUF embedding model of ``arch`` to ``path``.
 
     ``dense=False`` (gemma-embedding only) leaves out the dense projection, like the broken
     early EmbeddingGemma uploads; ``context`` overrides the trained context length;
     ``pooling=False`` leaves out the pooling type (as a chat model's GGUF would);
     ``swa_pattern`` sets gemma-embedding's per-layer sliding-window flags.
+    ``vocab_size`` pads the vocabulary to that many tokens (``REAL_VOCAB[arch]`` for the
+    published size; the tiny preset then becomes ``VOCAB_HIDDEN`` wide); ``hidden`` overrides
+    the width (the head count stays, so heads get narrower).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -338,17 +452,23 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
     shape = presets[preset][arch]
     if context is not None:
         shape = replace(shape, context=context)
+    if hidden is None and vocab_size is not None and preset == "tiny":
+        hidden = VOCAB_HIDDEN
+    if hidden is not None:
+        if hidden <= 0 or hidden % shape.heads:
+            raise ValueError(f"hidden {hidden} is not a multiple of the {shape.heads} heads")
+        shape = replace(shape, hidden=hidden)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), arch)
+    writer = _BulkArrayWriter(str(path), arch)
     _write_common(writer, shape, name or f"synthetic-{arch}-{preset}", dtype,
                   _POOLING[arch] if pooling else None)
     if arch == "bert":
-        _write_bert(writer, shape, dtype, seed)
+        _write_bert(writer, shape, dtype, seed, vocab_size)
     elif arch == "qwen3":
-        _write_qwen3(writer, shape, dtype, seed)
+        _write_qwen3(writer, shape, dtype, seed, vocab_size)
     else:
-        _write_gemma_embedding(writer, shape, dtype, seed, dense, swa_pattern)
+        _write_gemma_embedding(writer, shape, dtype, seed, dense, swa_pattern, vocab_size)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

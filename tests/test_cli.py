@@ -76,7 +76,7 @@ def test_info_reports_backend_and_model(synthetic) -> None:
     result = run("info", "-m", str(synthetic("qwen3")), "--json")
     data = json.loads(result.output)
     assert data["model"]["family"] == "qwen3" and data["model"]["backend"] == "cpu"
-    assert data["model"]["dimensions"] == 64
+    assert data["model"]["dimensions"] == 64 and data["model"]["rss_bytes"] > 0
 
 
 def test_convert_command(starter_folder: Path, tmp_path: Path) -> None:

@@ -264,6 +264,13 @@ def test_models_list_the_loaded_starter_with_its_shape(starter_client) -> None:
     assert card["dimensions"] == 384 and card["context_length"] == 512 and card["loaded"]
 
 
+
+def test_a_loaded_model_reports_the_memory_it_holds(starter_client) -> None:
+    card = starter_client.get("/v1/models/all-minilm-l6-v2").get_json()
+    # Its weights (45 MB of f16, the embedding table only in part) are paged in at load,
+    # plus llama.cpp's 512-token buffers: tens of megabytes, not hundreds.
+    assert 10 << 20 < card["rss_bytes"] < card["size_bytes"] + (200 << 20)
+
 def test_one_model_by_id_and_an_unknown_id_is_a_404(starter_client) -> None:
     assert starter_client.get("/v1/models/all-minilm-l6-v2").get_json()["id"] == \
         "all-minilm-l6-v2"
@@ -295,6 +302,27 @@ def test_metrics_count_requests_by_route_and_status(starter_client) -> None:
     assert "localembed_request_duration_seconds_bucket" in text
     assert "localembed_queue_depth 0" in text and "localembed_tokens_total" in text
 
+
+
+def test_metrics_show_how_many_sequences_and_tokens_each_decode_packed(starter_client) -> None:
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> int:
+        return starter_client.post("/v1/embeddings", json={"input": f"text {i}"}).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(one, range(64))) == {200}
+    text = starter_client.get("/metrics").get_data(as_text=True)
+    model = 'model="all-minilm-l6-v2"'
+    calls = int(re.search(rf"localembed_decode_calls_total{{{model}}} (\d+)", text)[1])
+    count = int(re.search(rf"localembed_decode_sequences_count{{{model}}} (\d+)", text)[1])
+    total = int(re.search(rf"localembed_decode_sequences_sum{{{model}}} (\d+)", text)[1])
+    alone = int(re.search(rf'localembed_decode_sequences_bucket{{{model},le="1"}} (\d+)',
+                          text)[1])
+    assert count == calls and total >= 64
+    assert alone < count  # some decodes carried several requests' texts
+    assert f'localembed_decode_tokens_bucket{{{model},le="+Inf"}} {calls}' in text
 
 # -- security ------------------------------------------------------------------------------------
 

@@ -38,6 +38,18 @@ def usage(pid: int) -> tuple[int, int, int]:
     return rss, threads, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def thread_names(pid: int) -> dict[str, int]:
+    """How many of the server's threads carry each name (for a message on growth)."""
+    names: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        names[name] = names.get(name, 0) + 1
+    return names
+
+
 def serve(app_home: Path, hub_url: str) -> tuple[subprocess.Popen, str]:
     """``localembed serve`` as users run it, pulling from the stand-in hub."""
     env = {**os.environ, "LOCALEMBED_HOME": str(app_home), "HF_ENDPOINT": hub_url,
@@ -101,11 +113,11 @@ def test_32_clients_mixing_everything_get_no_errors_and_nothing_grows(
         for t in threads:
             t.start()
         time.sleep(SECONDS / 3)
-        warmed = usage(proc.pid)
+        warmed, warmed_names = usage(proc.pid), thread_names(proc.pid)
         for t in threads:
             t.join(SECONDS + 120)
         time.sleep(1.0)
-        final = usage(proc.pid)
+        final, final_names = usage(proc.pid), thread_names(proc.pid)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
@@ -116,5 +128,5 @@ def test_32_clients_mixing_everything_get_no_errors_and_nothing_grows(
     assert errors == []
     assert total > 20 * CLIENTS and counts.get("switch") and counts.get("pull")
     assert final[0] - warmed[0] < 64 * 1024, "RSS grew by more than 64 MB after warm-up"
-    assert final[1] <= warmed[1], "threads grew"
+    assert final[1] <= warmed[1], f"threads grew: {warmed_names} -> {final_names}"
     assert final[2] <= warmed[2] + 8, "open files grew"

@@ -198,6 +198,9 @@ class ModelCard(msgspec.Struct, kw_only=True):
     default: bool = False
     created: int | None = None
     size_bytes: int | None = None
+    # Resident memory the loaded model added to the server (weights paged in, llama.cpp's
+    # buffers), measured at load; None when not loaded or not measurable on this system.
+    rss_bytes: int | None = None
     dimensions: int | None = None
     context_length: int | None = None
     max_seq_length: int | None = None

@@ -1,14 +1,15 @@
-"""Dynamic batching: one worker thread owns the model and packs work from many callers.
+"""Dynamic batching: worker threads pack work from many callers into shared decodes.
 
-``llama_cpp.Llama`` has no locking, and one decode of 32 short texts costs about as much as one
-decode of one, so every caller enqueues tokenized sequences and waits on a future while this
-thread drains the queue, packs sequences from all pending requests into batches by token
-budget and scatters the pooled vectors back.
+One decode of 32 short texts costs far less than 32 decodes of one, so every caller enqueues
+tokenized sequences and waits on a future while the model's workers pack sequences from all
+pending requests into batches by token budget and scatter the pooled vectors back. Each worker
+decodes in its own llama.cpp context; on CPU they share the cores (a lone worker takes them
+all, busy workers split them), so a burst keeps every core busy without any two decodes
+fighting over the same cores.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
@@ -18,6 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from localembed.engine.llama import LlamaRunner
+from localembed.histogram import Histogram
+
+# What one decode held: how well batching packs requests together, visible in /metrics.
+SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768)
 
 
 class EngineClosed(RuntimeError):
@@ -62,20 +68,26 @@ class _Job:
 
 @dataclass
 class BatcherStats:
-    """Counters for metrics and tests; updated only by the worker thread."""
+    """Counters for metrics and tests; updated by the workers under the batcher's lock."""
 
     decode_calls: int = 0
     sequences: int = 0
     tokens: int = 0
     failed_batches: int = 0
     busy_seconds: float = 0.0
+    sequences_per_decode: Histogram = field(default_factory=lambda: Histogram(SEQUENCE_BUCKETS))
+    tokens_per_decode: Histogram = field(default_factory=lambda: Histogram(TOKEN_BUCKETS))
 
 
-_STOP = object()
+Batch = list[tuple[_Job, int]]
 
 
 class Batcher:
-    """The worker thread and its queue for one loaded model."""
+    """The worker threads and the shared queue of one loaded model.
+
+    All scheduling state (arrivals, jobs, the current plan, thread shares) is guarded by one
+    condition; decoding happens outside it.
+    """
 
     def __init__(self, runner: LlamaRunner, pack_tokens: int = 512, window_batches: int = 8,
                  name: str = "model", max_queued_tokens: int = 2_000_000) -> None:
@@ -83,7 +95,7 @@ class Batcher:
         # A sequence longer than pack_tokens still runs, alone in its batch.
         self.pack_tokens = max(1, min(pack_tokens, runner.batch_tokens))
         self.max_sequences = runner.max_sequences
-        # How far past the oldest pending sequence the worker may look when sorting by length:
+        # How far past the oldest pending sequence a plan may look when sorting by length:
         # bounded so that a long request never starves later short ones.
         self.window_tokens = self.pack_tokens * window_batches
         self.stats = BatcherStats()
@@ -91,111 +103,153 @@ class Batcher:
         # quick 503 instead of holding HTTP threads in an unbounded wait.
         self.max_queued_tokens = max_queued_tokens
         self._queued_tokens = 0
-        self._count_lock = threading.Lock()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._jobs: deque[_Job] = deque()
-        self._closed = threading.Event()
+        self._cond = threading.Condition()
+        self._arrived: deque[_Job] = deque()  # submitted, not yet planned
+        self._jobs: deque[_Job] = deque()  # with sequences not yet planned
+        self._plan: deque[Batch] = deque()  # planned batches not yet taken by a worker
+        self._closed = False
         self._drain = False
-        self._thread = threading.Thread(target=self._run, name=f"localembed-{name}", daemon=True)
-        self._thread.start()
+        # CPU threads: a worker alone takes them all; busy workers each take their share.
+        self._threads = runner.threads
+        self._share = max(1, runner.threads // runner.workers)
+        self._free_threads = runner.threads
+        self._busy = 0
+        self._running = runner.workers
+        self._threads_list = [
+            threading.Thread(target=self._run, args=(i,), name=f"localembed-{name}-{i}",
+                             daemon=True)
+            for i in range(runner.workers)
+        ]
+        for thread in self._threads_list:
+            thread.start()
 
     def submit(self, sequences: list[list[int]]) -> Future:
         """Queue tokenized sequences; the future yields their pooled vectors, in order."""
         future: Future = Future()
-        if self._closed.is_set():
-            future.set_exception(EngineClosed("the model has been unloaded"))
-            return future
         if not sequences:
             future.set_result(np.zeros((0, self.runner.dimensions), dtype=np.float32))
             return future
         job = _Job(sequences, future)
-        with self._count_lock:
+        with self._cond:
+            if self._closed:
+                future.set_exception(EngineClosed("the model has been unloaded"))
+                return future
             if self._queued_tokens and self._queued_tokens + job.tokens > self.max_queued_tokens:
                 raise Overloaded(f"the model is busy ({self._queued_tokens} tokens queued); "
                                  "retry shortly", retry_after=self._eta())
             self._queued_tokens += job.tokens
-        self._queue.put(job)
+            self._arrived.append(job)
+            self._cond.notify()
         return future
 
     def _eta(self) -> float:
         """Seconds until the queue would have room, from the throughput seen so far."""
-        rate = self.stats.tokens / self.stats.busy_seconds if self.stats.busy_seconds else 0
+        busy = self.stats.busy_seconds / max(1, self.runner.workers)
+        rate = self.stats.tokens / busy if busy else 0
         return max(1.0, min(60.0, self._queued_tokens / rate)) if rate else 1.0
-
-    def _release(self, tokens: int) -> None:
-        with self._count_lock:
-            self._queued_tokens -= tokens
 
     def queue_depth(self) -> int:
         """Sequences waiting (approximate: read without locking, for metrics)."""
-        return sum(len(j.todo) for j in list(self._jobs)) + self._queue.qsize()
+        return (sum(len(j.todo) for j in list(self._jobs))
+                + sum(len(j.sequences) for j in list(self._arrived))
+                + sum(len(b) for b in list(self._plan)))
 
     def queued_tokens(self) -> int:
         return self._queued_tokens
 
     def close(self, timeout: float | None = None, drain: bool = False) -> None:
-        """Stop the worker and free the model.
+        """Stop the workers and free the model.
 
         With ``drain`` every request queued before the call is still served (how a model is
         unloaded or switched without dropping work in flight); otherwise they fail with
-        EngineClosed after the batch in flight.
+        EngineClosed after the batches in flight.
         """
-        if self._closed.is_set():
-            return
-        self._drain = drain
-        self._closed.set()
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        with self._cond:
+            if self._closed:
+                return
+            self._drain = drain
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads_list:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
-    # -- worker side -------------------------------------------------------------------------
+    # -- worker side (everything below runs under self._cond unless it says otherwise) -----
 
-    def _take(self, item: object) -> bool:
-        """Move one queue item into the job list; False on the stop marker."""
-        if item is _STOP:
-            return False
-        self._jobs.append(item)  # type: ignore[arg-type]
-        return True
-
-    def _drain_queue(self, stopping: bool) -> bool:
-        while not stopping:
+    def _run(self, worker: int) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+                if batch is None:
+                    self._running -= 1
+                    last = self._running == 0
+                    if last:
+                        self._fail_pending()
+                    break
+                threads = self._claim_threads()
             try:
-                stopping = not self._take(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return stopping
+                self._decode(batch, worker, threads)
+            finally:
+                with self._cond:
+                    self._free_threads += threads
+                    self._busy -= 1
+                    self._cond.notify_all()
+        if last:
+            self.runner.close()
 
-    def _run(self) -> None:
-        stopping = False
+    def _next_batch(self) -> Batch | None:
+        """The next batch to decode (waiting for work), or None when the worker should stop."""
         while True:
             self._drop_cancelled()
-            if not self._jobs:
-                if stopping:
-                    break
-                stopping = not self._take(self._queue.get())
-            stopping = self._drain_queue(stopping)
-            if stopping and not self._drain:
-                break
-            batches = self._next_batches()
-            for k, batch in enumerate(batches):
-                self._decode(batch)
-                if k + 1 < len(batches) and not self._queue.empty():
-                    # Newcomers wait at most one batch: put the rest back and re-plan.
-                    self._put_back([i for b in batches[k + 1:] for i in b])
-                    break
-        self._fail_pending()
-        self.runner.close()
+            if self._closed and not self._drain:
+                return None
+            if self._arrived:
+                # Newcomers wait at most one batch: unplanned work goes back and is re-planned
+                # with them.
+                self._put_back()
+                self._jobs.extend(self._arrived)
+                self._arrived.clear()
+            if not self._plan and self._jobs:
+                self._plan.extend(self._plan_batches())
+            if self._plan:
+                self._busy += 1
+                batch = self._plan.popleft()
+                if self._plan:
+                    self._cond.notify()  # more planned work: wake another worker for it
+                return batch
+            if self._closed:  # draining, and nothing is left
+                return None
+            if self._busy == 0:
+                self.runner.release()  # idle: give a long-input context's memory back
+            self._cond.wait()
 
-    def _put_back(self, items: list[tuple[_Job, int]]) -> None:
+    def _claim_threads(self) -> int:
+        """CPU threads for this worker's decode: all of them when it is the only work in
+        sight, else its share, waiting for a busy worker to hand threads back if need be."""
+        if self._busy == 1 and not self._plan and not self._jobs and not self._arrived:
+            want = self._free_threads
+        else:
+            want = self._share
+        while self._free_threads < want:
+            self._cond.wait()
+        self._free_threads -= want
+        return want
+
+    def _put_back(self) -> None:
         """Return planned but undecoded sequences to their requests, first in line."""
         returning: list[_Job] = []
-        for job, index in reversed(items):
-            job.todo.appendleft(index)
-            if job not in returning:
-                returning.append(job)
+        while self._plan:
+            for job, index in reversed(self._plan.pop()):
+                job.todo.appendleft(index)
+                if job not in returning:
+                    returning.append(job)
         scheduled = set(map(id, self._jobs))
         for job in returning:
             if id(job) not in scheduled:
                 self._jobs.appendleft(job)
+
+    def _release(self, tokens: int) -> None:
+        self._queued_tokens -= tokens
 
     def _drop_cancelled(self) -> None:
         """Forget requests whose caller gave up (timeout, disconnect): their sequences go."""
@@ -208,11 +262,10 @@ class Batcher:
                 kept.append(job)
         self._jobs = kept
 
-    def _next_batches(self) -> list[list[tuple[_Job, int]]]:
+    def _plan_batches(self) -> list[Batch]:
         """Pack pending sequences into batches, taking them round-robin across requests
-        (one sequence per request per turn), so a large request cannot hold small ones back,
-        then sorting the window by length for tight packing."""
-        window: list[tuple[_Job, int]] = []
+        (one sequence per request per turn), so a large request cannot hold small ones back."""
+        window: Batch = []
         budget = 0
         while budget < self.window_tokens:
             took = False
@@ -228,64 +281,82 @@ class Batcher:
             if not took:
                 break
         self._jobs = deque(j for j in self._jobs if j.todo)  # cancelled: _drop_cancelled
-        window.sort(key=lambda item: len(item[0].sequences[item[1]]))
-        batches: list[list[tuple[_Job, int]]] = []
-        current: list[tuple[_Job, int]] = []
-        tokens = 0
-        for item in window:
-            size = len(item[0].sequences[item[1]])
-            if current and (tokens + size > self.pack_tokens
-                            or len(current) >= self.max_sequences):
-                batches.append(current)
-                current, tokens = [], 0
-            current.append(item)
-            tokens += size
-        if current:
-            batches.append(current)
-        return batches
+        return self._balance(window)
 
-    def _decode(self, batch: list[tuple[_Job, int]]) -> None:
-        dropped = [item for item in batch if item[0].future.done()]
-        if dropped:
-            self._release(sum(len(job.sequences[index]) for job, index in dropped))
-        batch = [item for item in batch if not item[0].future.done()]
+    def _balance(self, window: Batch) -> list[Batch]:
+        """As few batches as the token budget allows, holding near-equal token counts.
+
+        Workers decode side by side, so a batch half the size of its neighbour leaves a core
+        idle for half the time: sequences go longest first into the emptiest batch that still
+        has room (a new batch only when none has).
+        """
+        def size(item: tuple[_Job, int]) -> int:
+            return len(item[0].sequences[item[1]])
+
+        total = sum(size(item) for item in window)
+        bins = max(1, -(-total // self.pack_tokens), -(-len(window) // self.max_sequences))
+        batches: list[Batch] = [[] for _ in range(bins)]
+        tokens = [0] * bins
+        for item in sorted(window, key=size, reverse=True):
+            n = size(item)
+            fits = [b for b in range(len(batches))
+                    if tokens[b] + n <= self.pack_tokens
+                    and len(batches[b]) < self.max_sequences]
+            if not fits:  # longer than the budget (runs alone) or the bins are full
+                batches.append([])
+                tokens.append(0)
+                fits = [len(batches) - 1]
+            b = min(fits, key=tokens.__getitem__)
+            batches[b].append(item)
+            tokens[b] += n
+        return [batch for batch in batches if batch]
+
+    def _decode(self, batch: Batch, worker: int, threads: int) -> None:
+        """Decode one batch (outside the lock) and hand each vector to its request."""
+        with self._cond:
+            dropped = [item for item in batch if item[0].future.done()]
+            if dropped:
+                self._release(sum(len(job.sequences[index]) for job, index in dropped))
+            batch = [item for item in batch if not item[0].future.done()]
         if not batch:
             return
         sequences = [job.sequences[index] for job, index in batch]
+        tokens = sum(len(s) for s in sequences)
         started = time.perf_counter()
         try:
-            vectors = self.runner.decode(sequences)
+            vectors = self.runner.decode(sequences, worker, threads)
         except Exception as exc:  # llama_decode failure: fail these requests, keep serving
-            self.stats.failed_batches += 1
-            self._release(sum(len(s) for s in sequences))
-            for job, _ in batch:
-                self._release(sum(len(job.sequences[i]) for i in job.todo))
-                job.todo.clear()
-                job.settle(error=RuntimeError(f"llama.cpp decode failed: {exc}"))
+            with self._cond:
+                self.stats.failed_batches += 1
+                self._release(tokens)
+                for job, _ in batch:
+                    self._release(sum(len(job.sequences[i]) for i in job.todo))
+                    job.todo.clear()
+                    job.settle(error=RuntimeError(f"llama.cpp decode failed: {exc}"))
             return
-        self.stats.busy_seconds += time.perf_counter() - started
-        self._release(sum(len(s) for s in sequences))
-        self.stats.decode_calls += 1
-        self.stats.sequences += len(sequences)
-        self.stats.tokens += sum(len(s) for s in sequences)
-        for row, (job, index) in enumerate(batch):
-            if job.vectors is None:
-                job.vectors = np.empty((len(job.sequences), vectors.shape[1]), dtype=np.float32)
-            job.vectors[index] = vectors[row]
-            job.remaining -= 1
-            if job.remaining == 0:
-                job.settle(job.vectors)
+        seconds = time.perf_counter() - started
+        with self._cond:
+            self._release(tokens)
+            self.stats.busy_seconds += seconds
+            self.stats.decode_calls += 1
+            self.stats.sequences += len(sequences)
+            self.stats.tokens += tokens
+            self.stats.sequences_per_decode.observe(len(sequences))
+            self.stats.tokens_per_decode.observe(tokens)
+            for row, (job, index) in enumerate(batch):
+                if job.vectors is None:
+                    job.vectors = np.empty((len(job.sequences), vectors.shape[1]),
+                                           dtype=np.float32)
+                job.vectors[index] = vectors[row]
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.settle(job.vectors)
 
     def _fail_pending(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                self._jobs.append(item)
-        for job in self._jobs:
+        """The last worker out fails whatever is still queued."""
+        for job in (*self._jobs, *self._arrived, *(j for b in self._plan for j, _ in b)):
             job.settle(error=EngineClosed("the model was unloaded"))
         self._jobs.clear()
-        with self._count_lock:
-            self._queued_tokens = 0
+        self._arrived.clear()
+        self._plan.clear()
+        self._queued_tokens = 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
-from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, inspect_gguf
+from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions, probe
 from localembed.engine.postprocess import finish
 from localembed.families import TaskError, canonical_task
@@ -28,6 +28,15 @@ TRUNCATE_MODES = ("end", "start", "none")
 CHARS_PER_TOKEN = 128  # a generous bound on how many characters one token covers
 
 Input = str | Sequence[int]
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux /proc); None where that cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class InputError(ValueError):
@@ -86,15 +95,27 @@ class Engine:
                  options: RunnerOptions | None = None, pack_tokens: int = 512,
                  safe_load: bool = False) -> None:
         started = time.perf_counter()
+        resident_before = resident_bytes()
         self.info: GGUFInfo = inspect_gguf(path)
         if safe_load:
             probe(self.info)
         self.id = model_id or Path(path).stem
         self.family = self.info.family
         self.runner = LlamaRunner(self.info, options)
-        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id)
         empty = self.runner.tokenize("", special=True)
         sample = self.runner.tokenize("hello", special=True)
+        # One decode before serving: the weights are paged in and the buffers touched now,
+        # not in the first request, and what the model holds in memory can be measured.
+        try:  # one thread: no OpenMP team is left behind for the loading thread
+            self.runner.decode([sample], threads=1)
+        except RuntimeError as exc:
+            self.runner.close()
+            raise ModelLoadError(f"{self.info.path.name} loads but cannot be run: {exc}") from exc
+        resident_after = resident_bytes()
+        self.resident_bytes = (resident_after - resident_before
+                               if resident_after is not None and resident_before is not None
+                               else None)
+        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id)
         head = 0
         while head < min(len(empty), len(sample)) and empty[head] == sample[head]:
             head += 1
@@ -141,9 +162,12 @@ class Engine:
             "max_tokens": self.max_tokens,
             "file_type": self.info.file_type,
             "size_bytes": self.info.size,
+            "rss_bytes": self.resident_bytes,
             "backend": self.backend,
             "gpu_layers": self.runner.gpu_layers,
             "threads": self.runner.threads,
+            "workers": self.runner.workers,
+            "batch_tokens": self.runner.batch_tokens,
             "flash_attn": self.runner.flash_attn,
             "prompts": self.family.has_prompts,
         }

@@ -3,23 +3,37 @@
 ``Llama.embed`` packs naively and truncates away the EOS token that last-token pooling needs,
 so localembed drives the context itself: callers hand over already-tokenized sequences and the
 runner decodes them as one batch with one sequence id each, reading back the pooled vector per
-sequence. A runner is not thread-safe; exactly one worker thread owns it (see batcher.py).
+sequence. Each of the batcher's worker threads decodes in a context of its own (see
+batcher.py); tokenizing is safe from any thread.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import llama_cpp
-import numpy as np
+# llama.cpp's CPU threads are an OpenMP team that meets at a barrier after every graph op.
+# libgomp spins about 300,000 times before a waiting thread sleeps: on a machine whose cores are
+# shared (the HTTP threads, other processes, a hypervisor), one preempted thread keeps the
+# other spinning for a whole time slice, and a two-thread decode was measured 2-25x slower
+# than a one-thread one. Spinning briefly keeps barriers fast (a one-text request on the
+# starter: 6.2 ms p50 against 8.5 ms) without that collapse; sleeping at every barrier
+# (OMP_WAIT_POLICY=PASSIVE) costs 10-30 ms per decode. Read by libgomp when llama_cpp loads
+# it, so set before the import; the user's own setting wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
-from localembed.engine.inspect import GGUFInfo, ModelLoadError
-from localembed.engine.wordpiece import WordPiece
+import llama_cpp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from localembed.engine.inspect import GGUFInfo, ModelLoadError  # noqa: E402
+from localembed.engine.wordpiece import WordPiece  # noqa: E402
 
 _GPU_LIBS = {"cuda": "ggml-cuda", "metal": "ggml-metal", "vulkan": "ggml-vulkan",
              "hip": "ggml-hip", "sycl": "ggml-sycl"}
@@ -49,19 +63,204 @@ class RunnerOptions:
     # and keeps memory linear in context. It rounds K/V to f16, so a vector depends very
     # slightly (~1e-4) on its batch-mates; False makes batching exactly invariant.
     flash_attn: bool = True
+    # Decoding workers, each with its own context (None: one per CPU thread, up to
+    # MAX_WORKERS, on CPU; one with a GPU).
+    workers: int | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)
 
 
 DEFAULT_MAX_TOKENS = 8192
-# Packed batches hold at least this many tokens when the model's context allows, even when
-# its longest input is shorter (all-MiniLM-L6-v2 takes 256-token inputs, batches of 512).
-MIN_BATCH_TOKENS = 512
+# On CPU, several single-threaded decodes side by side beat one decode spread over the same
+# cores: no barrier between threads waits for one the OS has preempted (on a busy machine a
+# two-thread decode of a small batch was measured 2-4x slower than two one-thread decodes).
+# Each worker holds its own packed-batch context (buffers, KV cache), so their number is capped.
+MAX_WORKERS = 4
+# Packed batches hold this many tokens (when the model's context allows): on CPU a bigger
+# batch is no faster per token, and llama.cpp's buffers grow with it.
+PACK_TOKENS = 512
+# A model with an LM head (Qwen3) computes logits for every token even in embedding mode, and
+# llama.cpp holds them twice (compute and output buffers): tokens x vocabulary x 4 bytes each.
+# Its batches are capped so that each holds at most this much (96 tokens for a 151k vocab).
+LOGITS_BUDGET_BYTES = 64 << 20
+# Sequences per decode: 64 short texts already fill a 512-token batch, and llama.cpp reserves
+# (and zeroes) vocabulary x this many floats of logits per context.
+MAX_SEQUENCES = 64
+# The smallest context llama.cpp makes (its KV cache is padded to 256 cells).
+MIN_CONTEXT = 256
+# Contexts for long inputs are sized in steps of this many tokens, so that inputs of similar
+# length reuse one context instead of creating a new one each.
+LONG_STEP = 256
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+class _Context:
+    """A llama.cpp context plus a reusable input batch whose arrays numpy fills in one pass.
+
+    ``llama_batch_init`` allocates one seq_id array per token and ``LlamaBatch.add_sequence``
+    fills them token by token in Python (about 2 ms per 512-token batch); here every field of
+    ``llama_batch`` points into numpy arrays owned by this object.
+    """
+
+    def __init__(self, ctx: llama_cpp.llama_context_p, batch_tokens: int, max_sequences: int,
+                 dimensions: int, n_vocab: int, lm_head: bool,
+                 context_tokens: int | None = None) -> None:
+        self.ctx = ctx
+        self.batch_tokens = batch_tokens  # tokens per llama_decode call
+        self.capacity = context_tokens or batch_tokens  # the longest sequence it takes
+        self.max_sequences = max_sequences
+        self.dimensions = dimensions
+        self._n_vocab = n_vocab
+        self._lm_head = lm_head
+        self._reserved = 0
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._token = np.zeros(batch_tokens, dtype=np.int32)
+        self._pos = np.zeros(batch_tokens, dtype=np.int32)
+        self._n_seq_id = np.ones(batch_tokens, dtype=np.int32)
+        self._seq = np.zeros(batch_tokens, dtype=np.int32)
+        self._logits = np.ones(batch_tokens, dtype=np.int8)  # pooling needs every output
+        self._seq_ptrs = (self._seq.ctypes.data
+                          + 4 * np.arange(batch_tokens, dtype=np.uintp)).astype(np.uintp)
+        batch = llama_cpp.llama_batch()
+        batch.token = self._token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
+        batch.embd = ctypes.POINTER(ctypes.c_float)()
+        batch.pos = self._pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos))
+        batch.n_seq_id = self._n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.seq_id = ctypes.cast(self._seq_ptrs.ctypes.data,
+                                   ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id)))
+        batch.logits = self._logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self._batch = batch
+        self._threads = 0
+        self._drop_unused_logits(max_sequences)
+
+    def set_threads(self, threads: int) -> None:
+        if threads != self._threads:
+            llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
+            self._threads = threads
+
+    @classmethod
+    def create(cls, model: llama_cpp.llama_model_p, params: llama_cpp.llama_context_params,
+               tokens: int, batch: int, dimensions: int, n_vocab: int,
+               lm_head: bool) -> _Context:
+        """A new context for sequences of up to ``tokens`` tokens, ``batch`` per decode call
+        (and per ubatch)."""
+        p = llama_cpp.llama_context_params.from_buffer_copy(params)
+        p.n_ctx = tokens
+        p.n_batch = p.n_ubatch = batch
+        p.n_seq_max = min(batch, MAX_SEQUENCES, llama_cpp.llama_max_parallel_sequences())
+        ctx = llama_cpp.llama_init_from_model(model, p)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a {tokens}-token context "
+                               "(out of memory?)")
+        return cls(ctx, batch, p.n_seq_max, dimensions, n_vocab=n_vocab,
+                   lm_head=lm_head, context_tokens=tokens)
+
+    def decode(self, sequences: list[list[int]]) -> np.ndarray:
+        if len(sequences) == 1 and self.batch_tokens < len(sequences[0]) <= self.capacity:
+            return self._decode_in_chunks(sequences[0])
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64,
+                              count=len(sequences))
+        total = int(lengths.sum())
+        if not sequences or total > self.batch_tokens or len(sequences) > self.max_sequences:
+            raise ValueError(f"batch of {len(sequences)} sequences / {total} tokens is too big")
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self._token[:total] = [t for s in sequences for t in s]
+        self._pos[:total] = np.arange(total) - starts
+        self._seq[:total] = np.repeat(np.arange(len(sequences), dtype=np.int32), lengths)
+        self._clear()
+        self._run(total)
+        return self._pooled(len(sequences))
+
+    def _decode_in_chunks(self, tokens: list[int]) -> np.ndarray:
+        """One long sequence of a causal model over several decode calls, its KV cache carried
+        from one to the next: llama.cpp's output buffers scale with the tokens of one call
+        (times the vocabulary, for a model with an LM head), the KV cache with the sequence."""
+        self._clear()
+        step = self.batch_tokens
+        self._seq[:step] = 0
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start:start + step]
+            self._token[:len(chunk)] = chunk
+            self._pos[:len(chunk)] = np.arange(start, start + len(chunk))
+            self._run(len(chunk))
+        return self._pooled(1)  # last-token pooling: the final call's vector is the sequence's
+
+    def _clear(self) -> None:
+        if self._memory:
+            # Forget the previous batch's cells; their contents are finite values that the
+            # mask hides, so wiping the whole buffer (data=True) would only cost time.
+            llama_cpp.llama_memory_clear(self._memory, False)
+
+    def _run(self, tokens: int) -> None:
+        self._batch.n_tokens = tokens
+        status = llama_cpp.llama_decode(self.ctx, self._batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}")
+        self._drop_unused_logits(tokens)
+
+    def _pooled(self, count: int) -> np.ndarray:
+        out = np.empty((count, self.dimensions), dtype=np.float32)
+        for seq_id in range(count):
+            ptr = llama_cpp.llama_get_embeddings_seq(self.ctx, seq_id)
+            if not ptr:
+                raise RuntimeError("llama.cpp returned no pooled embedding")
+            out[seq_id] = np.ctypeslib.as_array(ptr, shape=(self.dimensions,))
+        return out
+
+    def _drop_unused_logits(self, outputs: int) -> None:
+        """Give back the pages of llama.cpp's logits buffer when the model never fills it.
+
+        In embedding mode llama.cpp still reserves (and zeroes) vocabulary x outputs floats
+        for logits: 537 MB for a 512-token batch of a 262k vocabulary. A model without an LM
+        head (BERT, EmbeddingGemma) never writes them and nothing reads them, so once the
+        buffer has been (re)allocated its pages are returned to the OS; they read as zeros,
+        as they were.
+        """
+        if self._lm_head or _MADVISE is None or outputs <= self._reserved:
+            return
+        self._reserved = max(outputs, self.max_sequences)
+        base = ctypes.cast(llama_cpp.llama_get_logits(self.ctx), ctypes.c_void_p).value
+        if not base:
+            return
+        page = mmap.PAGESIZE
+        start = _round_up(base, page)
+        end = (base + self._n_vocab * self._reserved * 4) // page * page
+        if end > start:
+            _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+        self.ctx = None
+
+
+def _madvise() -> Callable[..., int] | None:
+    """libc's madvise on Linux, where MADV_DONTNEED frees anonymous pages at once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+
+
+_MADVISE = _madvise()
+_MADV_DONTNEED = 4
 
 
 class LlamaRunner:
-    """A loaded model plus its llama.cpp context."""
+    """A loaded model plus its llama.cpp contexts.
+
+    llama.cpp allocates a context's KV cache and compute buffers for its full size up front, so
+    one context sized for the longest input (8,192 tokens for Qwen3) holds about a gigabyte
+    that packed batches never use. The resident context is sized for packed batches; an input
+    longer than that runs in a context made for it, kept while long inputs keep coming and
+    freed when the worker goes idle (``release``).
+    """
 
     def __init__(self, info: GGUFInfo, options: RunnerOptions | None = None) -> None:
         options = options or RunnerOptions()
@@ -74,21 +273,27 @@ class LlamaRunner:
         if self.gpu_layers == 0:
             self.backend = None
         self.threads = options.resolved_threads()
-        # Non-causal models abort llama.cpp when a batch exceeds n_ubatch, and BERT aborts past
-        # its position table, so one size bounds every batch: n_ctx = n_batch = n_ubatch,
-        # at least the longest input and never past the model's context.
         limit = options.max_tokens or min(info.default_max_tokens, DEFAULT_MAX_TOKENS)
         self.max_tokens = max(8, min(limit, info.context))
-        self.batch_tokens = max(self.max_tokens, min(MIN_BATCH_TOKENS, info.context))
+        # The resident context: n_ctx = n_batch = n_ubatch, since non-causal models need a whole
+        # batch in one ubatch (llama.cpp aborts otherwise) and BERT aborts past its positions.
+        self.batch_tokens = min(PACK_TOKENS, info.context)
+        self._lm_head = not info.family.embedding_only
+        if self._lm_head and info.vocab_size:
+            cap = LOGITS_BUDGET_BYTES // (info.vocab_size * 4) // 32 * 32
+            self.batch_tokens = min(self.batch_tokens, max(32, cap))
         self.flash_attn = options.flash_attn
         try:
+            # Llama's own context goes unused (it cannot be given a smaller n_seq_max, and
+            # llama.cpp zeroes vocabulary x n_seq_max floats for every context): a minimal
+            # one, and every worker's context is made below.
             self.llm = llama_cpp.Llama(
                 model_path=str(info.path),
                 embedding=True,
                 pooling_type=info.pooling,
-                n_ctx=self.batch_tokens,
-                n_batch=self.batch_tokens,
-                n_ubatch=self.batch_tokens,
+                n_ctx=MIN_CONTEXT,
+                n_batch=1,
+                n_ubatch=1,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
                 n_gpu_layers=self.gpu_layers,
@@ -99,7 +304,25 @@ class LlamaRunner:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
         model = self.llm._model.model
         self.dimensions = int(llama_cpp.llama_model_n_embd_out(model))
-        self.max_sequences = int(self.llm.context_params.n_seq_max)
+        self._long: _Context | None = None
+        self._long_lock = threading.Lock()  # one long input at a time: its context is big
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)))
+        self.workers = options.workers or (1 if self.backend else min(self.threads, MAX_WORKERS))
+        self._contexts: list[_Context] = []
+        try:
+            for _ in range(self.workers):
+                self._contexts.append(_Context.create(
+                    model, self.llm.context_params, self.batch_tokens, self.batch_tokens,
+                    self.dimensions, self._n_vocab, self._lm_head))
+        except RuntimeError as exc:
+            self.close()
+            raise ModelLoadError(f"{info.path.name}: {exc}") from exc
+        self.max_sequences = self._contexts[0].max_sequences
+        # A model with a KV cache (causal attention) can take a long input in 512-token
+        # ubatches; with last-token pooling the vector llama.cpp keeps is the final ubatch's,
+        # which is the whole sequence's. Other poolings need the sequence in one ubatch.
+        self._chunked = (bool(llama_cpp.llama_get_memory(self.llm._ctx.ctx))
+                         and info.pooling == int(llama_cpp.LLAMA_POOLING_TYPE_LAST))
         vocab = llama_cpp.llama_model_get_vocab(model)
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(vocab))
@@ -110,8 +333,6 @@ class LlamaRunner:
             self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
             self._frame_tail = frame[len(self._frame_head):]
         self.decode_calls = 0
-        self._ctx = self.llm._ctx
-        self._batch = self.llm._batch
 
     def tokenize(self, text: str, special: bool = True) -> list[int]:
         """Token ids of ``text``, with the model's BOS/EOS/SEP when ``special``.
@@ -131,30 +352,58 @@ class LlamaRunner:
     def detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", "replace")
 
-    def decode(self, sequences: list[list[int]]) -> np.ndarray:
-        """Pooled vectors of several token sequences, decoded as one llama.cpp batch."""
-        total = sum(len(s) for s in sequences)
-        if not sequences or total > self.batch_tokens or len(sequences) > self.max_sequences:
-            raise ValueError(f"batch of {len(sequences)} sequences / {total} tokens is too big")
-        batch = self._batch
-        batch.reset()
-        for seq_id, tokens in enumerate(sequences):
-            batch.add_sequence(tokens, seq_id, True)
-        self._ctx.kv_cache_clear()
-        self._ctx.decode(batch)
+    def decode(self, sequences: list[list[int]], worker: int = 0,
+               threads: int | None = None) -> np.ndarray:
+        """Pooled vectors of several token sequences, decoded as one llama.cpp batch in
+        ``worker``'s context with ``threads`` CPU threads (default: all).
+
+        Several sequences fit the resident context together; one longer sequence (up to
+        ``max_tokens``) runs alone in the long-input context.
+        """
+        threads = threads or self.threads
+        if len(sequences) == 1 and len(sequences[0]) > self.batch_tokens:
+            with self._long_lock:
+                context = self._long_context(len(sequences[0]))
+                context.set_threads(threads)
+                vectors = context.decode(sequences)
+        else:
+            context = self._contexts[worker]
+            context.set_threads(threads)
+            vectors = context.decode(sequences)
         self.decode_calls += 1
-        out = np.empty((len(sequences), self.dimensions), dtype=np.float32)
-        ctx = self._ctx.ctx
-        for seq_id in range(len(sequences)):
-            ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
-            if not ptr:
-                raise RuntimeError("llama.cpp returned no pooled embedding")
-            out[seq_id] = np.ctypeslib.as_array(
-                ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.dimensions,)
-            )
-        return out
+        return vectors
+
+    def _long_context(self, tokens: int) -> _Context:
+        if tokens > self.max_tokens:
+            raise ValueError(f"a sequence of {tokens} tokens is longer than {self.max_tokens}")
+        if self._long is None or self._long.capacity < tokens:
+            self._release_long()
+            size = min(_round_up(tokens, LONG_STEP), self.info.context)
+            self._long = _Context.create(
+                self.llm._model.model, self.llm.context_params, size,
+                self.batch_tokens if self._chunked else size, self.dimensions, self._n_vocab,
+                self._lm_head)
+        return self._long
+
+    @property
+    def long_context_tokens(self) -> int:
+        """Size of the long-input context currently held (0: none)."""
+        return self._long.capacity if self._long is not None else 0
+
+    def release(self) -> None:
+        """Free the long-input context, if any (its KV cache and buffers go back)."""
+        with self._long_lock:
+            self._release_long()
+
+    def _release_long(self) -> None:
+        if self._long is not None:
+            self._long.close()
+            self._long = None
 
     def close(self) -> None:
+        self.release()
+        for context in self._contexts:
+            context.close()
         self.llm.close()
 
 
@@ -170,11 +419,13 @@ def _wordpiece(vocab: object) -> WordPiece | None:
     return WordPiece(tokens, control, unk)
 
 
+# The child gets the parent's reading of the header, so a file is inspected once.
 _PROBE = """
 import sys
-from localembed.engine.inspect import inspect_gguf
+from localembed.engine.inspect import GGUFInfo
 from localembed.engine.llama import LlamaRunner, RunnerOptions
-runner = LlamaRunner(inspect_gguf(sys.argv[1]), RunnerOptions(max_tokens=int(sys.argv[2])))
+options = RunnerOptions(max_tokens=int(sys.argv[2]), workers=1)
+runner = LlamaRunner(GGUFInfo.from_json(sys.argv[1]), options)
 runner.decode([runner.tokenize("probe")])
 """
 
@@ -186,7 +437,7 @@ def probe(info: GGUFInfo, max_tokens: int = 64, timeout: float = 300.0) -> None:
     exception); trying an unknown file in a child first keeps the server alive.
     """
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(info.path), str(max_tokens)],
+        [sys.executable, "-c", _PROBE, info.to_json(), str(max_tokens)],
         capture_output=True, text=True, timeout=timeout, check=False,
     )
     if proc.returncode != 0:

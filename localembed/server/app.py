@@ -45,7 +45,7 @@ def health() -> dict:
 @misc.get("/metrics")
 def metrics() -> Response:
     st = state()
-    text = st.metrics.render(lambda: sum(e.batcher.queue_depth() for e in st.registry.loaded()))
+    text = st.metrics.render(st.registry.loaded())
     return Response(text, mimetype="text/plain; version=0.0.4")
 
 

@@ -39,6 +39,7 @@ def model_card(model_id: str) -> openai.ModelCard:
         card.created = int(path.stat().st_mtime) if path.exists() else None
         card.missing = not path.exists()
         card.size_bytes, card.dimensions = d["size_bytes"], d["dimensions"]
+        card.rss_bytes = d["rss_bytes"]
         card.context_length, card.max_seq_length = d["context_length"], d["max_seq_length"]
         card.max_tokens, card.family = d["max_tokens"], d["family"]
         card.matryoshka_dimensions = d["matryoshka_dimensions"]
