@@ -10,6 +10,7 @@ fighting over the same cores.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -90,8 +91,12 @@ class Batcher:
     """
 
     def __init__(self, runner: LlamaRunner, pack_tokens: int = 512, window_batches: int = 8,
-                 name: str = "model", max_queued_tokens: int = 2_000_000) -> None:
+                 name: str = "model", max_queued_tokens: int = 2_000_000,
+                 warmup: list[int] | None = None) -> None:
         self.runner = runner
+        # Each worker decodes this once with every thread as it starts, so that its OpenMP
+        # team exists from the start instead of appearing with its first lone request.
+        self._warmup = warmup
         # A sequence longer than pack_tokens still runs, alone in its batch.
         self.pack_tokens = max(1, min(pack_tokens, runner.batch_tokens))
         self.max_sequences = runner.max_sequences
@@ -177,6 +182,9 @@ class Batcher:
     # -- worker side (everything below runs under self._cond unless it says otherwise) -----
 
     def _run(self, worker: int) -> None:
+        if self._warmup is not None:
+            with contextlib.suppress(Exception):  # a real request will report the failure
+                self.runner.decode([self._warmup], worker, self._threads)
         while True:
             with self._cond:
                 batch = self._next_batch()

@@ -115,7 +115,8 @@ class Engine:
         self.resident_bytes = (resident_after - resident_before
                                if resident_after is not None and resident_before is not None
                                else None)
-        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id)
+        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id,
+                               warmup=sample)
         head = 0
         while head < min(len(empty), len(sample)) and empty[head] == sample[head]:
             head += 1
