@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -130,12 +132,32 @@ def wait_for_tray_host(display: str, timeout: float = 30.0) -> bool:
     return False
 
 
+_GRAB = """
+import sys
+from PIL import ImageGrab
+ImageGrab.grab(xdisplay=sys.argv[1]).convert("RGB").save(sys.argv[2])
+"""
+
+
+def screenshot(display: str, path: Path) -> Path:
+    """The screen as a PNG, grabbed in a child process.
+
+    In this process the grab could deadlock: PIL waits for the X server without releasing the
+    GIL, while an in-process tray (pystray) may hold an X server grab and need the GIL to
+    release it.
+    """
+    subprocess.run([sys.executable, "-c", _GRAB, display, str(path)], check=True, timeout=30)
+    return path
+
+
 def accent_pixels(display: str) -> int:
     """How many pixels on the screen have the tray icon's colour."""
     import numpy as np
-    from PIL import ImageGrab
+    from PIL import Image
 
-    pixels = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"), dtype=np.int16)
+    with tempfile.TemporaryDirectory() as tmp, \
+            Image.open(screenshot(display, Path(tmp) / "screen.png")) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
     return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from localembed.settings import ServerConfig
-from tests.conftest import ARTIFACTS, health, install_model, wait_for_icon
+from tests.conftest import ARTIFACTS, health, install_model, screenshot, wait_for_icon
 
 
 def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path,
@@ -37,9 +37,7 @@ def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path
     runner.start()
     icon = wait_for_icon(display)
     ARTIFACTS.mkdir(exist_ok=True)
-    from PIL import ImageGrab
-
-    ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray-inprocess.png")
+    screenshot(display, ARTIFACTS / "desktop-tray-inprocess.png")
     assert icon > 50  # the blue "ready" icon is in the tray
     items = {item.text: item for item in tray.icon.menu.items if item.text}
     assert items["Ready: serving small"].enabled is False  # the status line
@@ -93,10 +91,8 @@ def test_app_shows_its_icon_in_a_real_tray(display: str, synthetic, app_home: Pa
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
         icon = wait_for_icon(display)
-        from PIL import ImageGrab
-
         ARTIFACTS.mkdir(exist_ok=True)
-        ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "desktop-tray.png")
+        screenshot(display, ARTIFACTS / "desktop-tray.png")
         assert icon > 50
         assert health(url)
     finally:

@@ -22,7 +22,7 @@ import pytest
 
 from localembed import __version__
 from localembed.starter import STARTER_FILE
-from tests.conftest import ARTIFACTS, ROOT, health, wait_for_icon
+from tests.conftest import ARTIFACTS, ROOT, health, screenshot, wait_for_icon
 
 pytestmark = pytest.mark.slow
 
@@ -167,10 +167,8 @@ def test_app_from_the_installed_script_shows_its_tray_icon_and_serves(
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
         icon = wait_for_icon(display)
-        from PIL import ImageGrab
-
         ARTIFACTS.mkdir(exist_ok=True)
-        ImageGrab.grab(xdisplay=display).save(ARTIFACTS / "installed-tray.png")
+        screenshot(display, ARTIFACTS / "installed-tray.png")
         assert icon > 50
         assert len(_embed(url, "tray")["data"][0]["embedding"]) == 384
     finally:
