@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -132,32 +130,42 @@ def wait_for_tray_host(display: str, timeout: float = 30.0) -> bool:
     return False
 
 
-_GRAB = """
-import sys
-from PIL import ImageGrab
-ImageGrab.grab(xdisplay=sys.argv[1]).convert("RGB").save(sys.argv[2])
-"""
+def screen_pixels(display: str):  # -> np.ndarray (height, width, 3) RGB
+    """The screen's pixels, read over python-xlib.
+
+    Not PIL's ImageGrab: it waits for the X server without releasing the GIL, and an
+    in-process tray (pystray, pure Python) may hold an X server grab while it needs the GIL
+    to release it, a deadlock seen in CI. python-xlib releases the GIL on its socket.
+    """
+    import numpy as np
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    d = xdisplay.Display(display)
+    try:
+        root = d.screen().root
+        geometry = root.get_geometry()
+        image = root.get_image(0, 0, geometry.width, geometry.height, X.ZPixmap, 0xFFFFFFFF)
+        pixels = np.frombuffer(image.data, dtype=np.uint8)
+        pixels = pixels.reshape(geometry.height, geometry.width, -1)
+        return pixels[..., 2::-1]  # 32-bit little-endian BGRX -> RGB
+    finally:
+        d.close()
 
 
 def screenshot(display: str, path: Path) -> Path:
-    """The screen as a PNG, grabbed in a child process.
+    """The screen saved as a PNG (a test artifact)."""
+    from PIL import Image
 
-    In this process the grab could deadlock: PIL waits for the X server without releasing the
-    GIL, while an in-process tray (pystray) may hold an X server grab and need the GIL to
-    release it.
-    """
-    subprocess.run([sys.executable, "-c", _GRAB, display, str(path)], check=True, timeout=30)
+    Image.fromarray(screen_pixels(display).copy()).save(path)
     return path
 
 
 def accent_pixels(display: str) -> int:
     """How many pixels on the screen have the tray icon's colour."""
     import numpy as np
-    from PIL import Image
 
-    with tempfile.TemporaryDirectory() as tmp, \
-            Image.open(screenshot(display, Path(tmp) / "screen.png")) as image:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    pixels = screen_pixels(display).astype(np.int16)
     return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
 
 
