@@ -124,7 +124,7 @@ class Engine:
         self._tail = empty[head:]
         if self.family.eos_last and self._tail[-1:] != [self.runner.eos]:
             self._tail = [*self._tail, self.runner.eos]
-        self.n_vocab = self.runner.llm.n_vocab()
+        self.n_vocab = self.runner.n_vocab
         # Tokenizing touches the llama.cpp model; closing frees it. The lock makes sure no
         # tokenization is in progress, or starts, once the model is being freed.
         self._lock = threading.Lock()

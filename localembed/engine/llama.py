@@ -306,24 +306,24 @@ class LlamaRunner:
         self.dimensions = int(llama_cpp.llama_model_n_embd_out(model))
         self._long: _Context | None = None
         self._long_lock = threading.Lock()  # one long input at a time: its context is big
-        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)))
+        vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
         self.workers = options.workers or (1 if self.backend else min(self.threads, MAX_WORKERS))
         self._contexts: list[_Context] = []
         try:
             for _ in range(self.workers):
                 self._contexts.append(_Context.create(
                     model, self.llm.context_params, self.batch_tokens, self.batch_tokens,
-                    self.dimensions, self._n_vocab, self._lm_head))
+                    self.dimensions, self.n_vocab, self._lm_head))
         except RuntimeError as exc:
             self.close()
             raise ModelLoadError(f"{info.path.name}: {exc}") from exc
         self.max_sequences = self._contexts[0].max_sequences
-        # A model with a KV cache (causal attention) can take a long input in 512-token
-        # ubatches; with last-token pooling the vector llama.cpp keeps is the final ubatch's,
+        # A model with a KV cache (causal attention) can take a long input in batch_tokens
+        # steps; with last-token pooling the vector llama.cpp keeps is the final ubatch's,
         # which is the whole sequence's. Other poolings need the sequence in one ubatch.
         self._chunked = (bool(llama_cpp.llama_get_memory(self.llm._ctx.ctx))
                          and info.pooling == int(llama_cpp.LLAMA_POOLING_TYPE_LAST))
-        vocab = llama_cpp.llama_model_get_vocab(model)
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(vocab))
         self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
@@ -332,7 +332,6 @@ class LlamaRunner:
             frame = self.llm.tokenize(b"", add_bos=True, special=False)
             self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
             self._frame_tail = frame[len(self._frame_head):]
-        self.decode_calls = 0
 
     def tokenize(self, text: str, special: bool = True) -> list[int]:
         """Token ids of ``text``, with the model's BOS/EOS/SEP when ``special``.
@@ -365,13 +364,10 @@ class LlamaRunner:
             with self._long_lock:
                 context = self._long_context(len(sequences[0]))
                 context.set_threads(threads)
-                vectors = context.decode(sequences)
-        else:
-            context = self._contexts[worker]
-            context.set_threads(threads)
-            vectors = context.decode(sequences)
-        self.decode_calls += 1
-        return vectors
+                return context.decode(sequences)
+        context = self._contexts[worker]
+        context.set_threads(threads)
+        return context.decode(sequences)
 
     def _long_context(self, tokens: int) -> _Context:
         if tokens > self.max_tokens:
@@ -381,7 +377,7 @@ class LlamaRunner:
             size = min(_round_up(tokens, LONG_STEP), self.info.context)
             self._long = _Context.create(
                 self.llm._model.model, self.llm.context_params, size,
-                self.batch_tokens if self._chunked else size, self.dimensions, self._n_vocab,
+                self.batch_tokens if self._chunked else size, self.dimensions, self.n_vocab,
                 self._lm_head)
         return self._long
 
