@@ -81,9 +81,9 @@ def _free_display() -> int:
     raise RuntimeError("no free X display number")
 
 
-@pytest.fixture(scope="session")
-def display():
-    """Xvfb with trayer as the system tray host."""
+@pytest.fixture
+def bare_display():
+    """An Xvfb display without a tray host (a desktop still starting at login)."""
     for tool in ("Xvfb", "trayer", "xclip"):
         assert shutil.which(tool), f"{tool} is required (apt-get install xvfb trayer xclip)"
     n = _free_display()
@@ -93,22 +93,37 @@ def display():
         if Path(f"/tmp/.X11-unix/X{n}").exists():
             break
         time.sleep(0.05)
-    env = {**os.environ, "DISPLAY": f":{n}"}
-    tray_host = subprocess.Popen(
-        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
-         "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for_tray_host(f":{n}"), "trayer did not become the system tray"
-    yield f":{n}"
-    tray_host.terminate()
+    hosts: list[subprocess.Popen] = []
+    yield f":{n}", hosts
+    for host in hosts:
+        host.terminate()
+        host.wait(10)
     xvfb.terminate()
-    tray_host.wait(10)
     xvfb.wait(10)
 
 
+def start_tray_host(display: str) -> subprocess.Popen:
+    """Debian's trayer as the system tray, once it owns the tray selection."""
+    host = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
+         "40", "--transparent", "false", "--tint", "0xffffff", "--SetDockType", "true"],
+        env={**os.environ, "DISPLAY": display}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    assert wait_for_tray_host(display), "trayer did not become the system tray"
+    return host
+
+
+@pytest.fixture
+def display(bare_display):
+    """Xvfb with trayer as the system tray host, fresh for each test: trayer keeps a sliver of
+    every icon that left it, and after a few of them it stops docking new ones."""
+    name, hosts = bare_display
+    hosts.append(start_tray_host(name))
+    return name
+
+
 def wait_for_tray_host(display: str, timeout: float = 30.0) -> bool:
-    """Wait until a tray host owns the system-tray selection: an icon created before that
-    is never docked (pystray's X11 backend does not retry)."""
+    """Wait until a tray host owns the system-tray selection."""
     from Xlib import X
     from Xlib import display as xdisplay
 

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from localembed.settings import ServerConfig
-from tests.conftest import ARTIFACTS, health, install_model, screenshot, wait_for_icon
+from tests.conftest import (
+    ARTIFACTS,
+    accent_pixels,
+    health,
+    install_model,
+    screenshot,
+    start_tray_host,
+    wait_for_icon,
+)
 
 
 def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path,
@@ -100,6 +108,25 @@ def test_app_shows_its_icon_in_a_real_tray(display: str, synthetic, app_home: Pa
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Tray icon shown" in err and "stopped" in err and "Traceback" not in err
+
+
+def test_the_icon_docks_into_a_tray_host_that_starts_after_the_app(
+        bare_display: tuple[str, list], synthetic, app_home: Path) -> None:
+    display, hosts = bare_display  # as at login, when the app may start before the panel
+    proc = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")),
+                     display=display)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(1)  # the app shows its icon with no tray host to take it
+        assert accent_pixels(display) == 0
+        hosts.append(start_tray_host(display))
+        assert wait_for_icon(display) > 50
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "asking the tray host again" in (app_home / "logs" / "localembed.log").read_text()
 
 
 def test_single_instance_and_no_display(synthetic, app_home: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from localembed.desktop.controller import AppController
+from localembed.desktop.xdock import DockKeeper
 
 COLORS = {"ready": (79, 91, 213), "loading": (140, 146, 160), "paused": (230, 160, 30),
           "error": (217, 45, 32), "stopped": (140, 146, 160)}
@@ -83,4 +84,18 @@ class Tray:
 
     def run(self) -> None:
         """Show the icon until Quit (blocks)."""
-        self.icon.run()
+        keeper = self._dock_keeper()
+        if keeper is not None:
+            keeper.start()
+        try:
+            self.icon.run()
+        finally:
+            if keeper is not None:
+                keeper.stop()
+
+    def _dock_keeper(self) -> DockKeeper | None:
+        """On X11 only: pystray asks the tray host once, see ``xdock``."""
+        window = getattr(self.icon, "_window", None)
+        if not type(self.icon).__module__.endswith("_xorg") or window is None:
+            return None
+        return DockKeeper(window.id)

@@ -1,0 +1,69 @@
+"""Keeps an X11 tray icon docked.
+
+pystray's X11 backend asks the tray host to dock the icon once, when the icon is shown. A host
+that is still starting (an app launched at login before the panel, a panel restarting) drops
+that request or is not there yet, and the icon then stays invisible for as long as the app runs,
+a long-standing complaint about tray apps on X11. The XEMBED tray protocol lets a client ask
+again at any time, so this asks whenever the icon's window is found back on the root window
+while a tray host owns the selection. It runs on its own X connection, never touching pystray's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+RETRY_SECONDS = 2.0
+REQUEST_DOCK = 0  # SYSTEM_TRAY_REQUEST_DOCK, from the freedesktop.org system tray spec
+
+log = logging.getLogger(__name__)
+
+
+class DockKeeper:
+    def __init__(self, window_id: int, interval: float = RETRY_SECONDS) -> None:
+        self.window_id = window_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tray-dock", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from Xlib import X, error
+        from Xlib import display as xdisplay
+        from Xlib.protocol import event
+
+        try:
+            conn = xdisplay.Display()
+        except Exception:  # the display went away: nothing to keep
+            return
+        try:
+            screen = conn.screen()
+            selection = conn.intern_atom(f"_NET_SYSTEM_TRAY_S{conn.get_default_screen()}")
+            opcode = conn.intern_atom("_NET_SYSTEM_TRAY_OPCODE")
+            window = conn.create_resource_object("window", self.window_id)
+            while not self._stop.wait(self.interval):
+                try:
+                    if window.query_tree().parent != screen.root:
+                        continue  # docked
+                    host = conn.get_selection_owner(selection)
+                    if host == X.NONE:
+                        continue  # no tray host (yet)
+                    log.info("Tray icon not docked; asking the tray host again")
+                    host.send_event(event.ClientMessage(
+                        window=host, client_type=opcode,
+                        data=(32, [X.CurrentTime, REQUEST_DOCK, self.window_id, 0, 0])),
+                        event_mask=X.NoEventMask)
+                    conn.flush()
+                except error.XError:  # the icon's window is gone: the tray stopped
+                    return
+        except Exception:  # the X server went away
+            log.debug("dock keeper stopped", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
