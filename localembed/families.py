@@ -37,6 +37,11 @@ TASK_ALIASES = {
 }
 
 
+# Qwen3's documented default instruction, for its embedding queries and its reranker alike.
+WEB_SEARCH_INSTRUCTION = (
+    "Given a web search query, retrieve relevant passages that answer the query")
+
+
 class TaskError(ValueError):
     """An unknown task name or an option the family does not support."""
 
@@ -88,6 +93,12 @@ class Family:
     # missing ("{name}" is the file's name).
     required_tensors: tuple[str, ...] = ()
     missing_tensors_message: str = "{name} lacks tensors this model needs: {missing}"
+    # Rerankers of this family: the (query, document) prompt, with "{instruction}", "{query}"
+    # and "{document}", and the instruction used when the caller gives none. None: the GGUF's
+    # own rerank template if it has one, else the cross-encoder pair frame
+    # (BOS query EOS SEP document EOS, as llama.cpp's server builds it).
+    rerank_template: str | None = None
+    rerank_instruction: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.task_phrases) - set(TASKS)
@@ -203,7 +214,7 @@ _ENTRIES = (
         eos_last=True,
         query_template="Instruct: {task}\nQuery:",
         task_phrases={
-            "query": "Given a web search query, retrieve relevant passages that answer the query",
+            "query": WEB_SEARCH_INSTRUCTION,
             "similarity": "Retrieve semantically similar text",
             "classification": "Classify the topic of the given text",
             "clustering": "Identify the topic or theme of the given text",
@@ -215,6 +226,15 @@ _ENTRIES = (
         },
         instruction_template="Instruct: {instruction}\nQuery:",
         matryoshka_min=32,
+        # Qwen3-Reranker's documented format: the score is p("yes") at the last token.
+        rerank_template=(
+            "<|im_start|>system\nJudge whether the Document meets the requirements based on "
+            "the Query and the Instruct provided. Note that the answer can only be \"yes\" or "
+            "\"no\".<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}\n"
+            "<Query>: {query}\n<Document>: {document}<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        ),
+        rerank_instruction=WEB_SEARCH_INSTRUCTION,
     ),
     Family(
         "bert",

@@ -244,7 +244,7 @@ def _write_common(writer: gguf.GGUFWriter, shape: Shape, name: str, dtype: str,
 
 
 def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
-                vocab_size: int | None) -> None:
+                vocab_size: int | None, head: str | None = None) -> None:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + _PUNCT
     wordpieces = chars + ["##" + c for c in chars] + _WORDS + ["##s", "##ed", "##ing", "##ly"]
@@ -259,7 +259,9 @@ def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_type_count(2)
+    # An XLM-RoBERTa-style cross-encoder has one token type; BERT (and its cross-encoders) two.
+    token_types = 1 if head == "rerank" else 2
+    writer.add_token_type_count(token_types)
     writer.add_pad_token_id(0)
     writer.add_unk_token_id(1)
     writer.add_bos_token_id(2)  # [CLS]
@@ -267,6 +269,9 @@ def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
     writer.add_mask_token_id(4)
     writer.add_add_bos_token(True)
     writer.add_add_sep_token(True)
+    if head == "rerank":  # <s> query </s></s> document </s>, with [SEP] as </s>
+        writer.add_eos_token_id(3)
+        writer.add_add_eos_token(True)
     writer.add_layer_norm_eps(1e-12)
     writer.add_causal_attention(False)
 
@@ -274,7 +279,7 @@ def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
     h, ff = shape.hidden, shape.ff
     w.matrix("token_embd.weight", len(tokens), h, 0.5)
     w.matrix("position_embd.weight", shape.context, h, 0.1)
-    w.f32_matrix("token_types.weight", 2, h, 0.1)
+    w.f32_matrix("token_types.weight", token_types, h, 0.1)
     w.vector("token_embd_norm.weight", h, 1.0)
     w.vector("token_embd_norm.bias", h)
     for i in range(shape.layers):
@@ -289,6 +294,14 @@ def _write_bert(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
         w.vector(f"blk.{i}.ffn_down.bias", h)
         w.vector(f"blk.{i}.layer_output_norm.weight", h, 1.0)
         w.vector(f"blk.{i}.layer_output_norm.bias", h)
+    if head == "rerank":  # RoBERTa's classification head: dense + tanh, then one logit
+        w.matrix("cls.weight", h, h, 0.2)
+        w.vector("cls.bias", h, std=0.1)
+        w.matrix("cls.output.weight", 1, h, 0.5)
+        w.vector("cls.output.bias", 1, std=0.1)
+    elif head == "bert-cross-encoder":  # as llama.cpp's converter writes it: the pooler dropped
+        w.matrix("cls.output.weight", 1, h, 0.5)
+        w.vector("cls.output.bias", 1, std=0.1)
 
 
 QWEN3_EOS = "<|endoftext|>"
@@ -307,7 +320,7 @@ QWEN3_USER_DEFINED = frozenset(
 
 
 def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
-                 vocab_size: int | None) -> None:
+                 vocab_size: int | None, head: str | None = None) -> None:
     byte_chars = _bytes_to_unicode()
     space = byte_chars[ord(" ")]
     base = [byte_chars[b] for b in range(256)]
@@ -338,14 +351,18 @@ def _write_qwen3(writer: gguf.GGUFWriter, shape: Shape, dtype: str, seed: int,
     writer.add_bos_token_id(eos_id)
     writer.add_pad_token_id(eos_id)
     writer.add_add_bos_token(False)
-    writer.add_add_eos_token(True)
+    writer.add_add_eos_token(head is None)  # the reranker's prompt ends the sequence itself
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(1_000_000.0)
+    if head is not None:  # llama.cpp reads the head's rows as these labels
+        writer.add_classifier_output_labels(["yes", "no"])
 
     w = _Weights(writer, dtype, seed)
     w.matrix("token_embd.weight", len(tokens), shape.hidden, 0.5)
     w.vector("output_norm.weight", shape.hidden, 1.0)
     _decoder_layers(w, shape, post_norms=False)
+    if head == "rerank":  # the LM head's rows for "yes" and "no", as the converter keeps them
+        w.matrix("cls.output.weight", 2, shape.hidden, 0.5)
 
 
 def _decoder_layers(w: _Weights, shape: Shape, post_norms: bool) -> None:
@@ -422,6 +439,9 @@ def _write_gemma_embedding(writer: gguf.GGUFWriter, shape: Shape, dtype: str, se
     _decoder_layers(w, shape, post_norms=True)
 
 
+# Reranker heads each architecture can be written with (see write_model).
+HEADS = {"bert": ("rerank", "bert-cross-encoder"), "qwen3": ("rerank", "headless")}
+
 _POOLING = {
     "bert": gguf.PoolingType.MEAN,
     "qwen3": gguf.PoolingType.LAST,
@@ -433,8 +453,9 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
                 preset: str = "tiny", seed: int = 0, dense: bool = True,
                 context: int | None = None, name: str | None = None,
                 pooling: bool = True, swa_pattern: list[bool] | None = None,
-                vocab_size: int | None = None, hidden: int | None = None) -> Path:
-    """Write a random-weight GGUF embedding model of ``arch`` to ``path``.
+                vocab_size: int | None = None, hidden: int | None = None,
+                head: str | None = None) -> Path:
+    """Write a random-weight GGUF embedding model (or reranker) of ``arch`` to ``path``.
 
     ``dense=False`` (gemma-embedding only) leaves out the dense projection, like the broken
     early EmbeddingGemma uploads; ``context`` overrides the trained context length;
@@ -443,6 +464,10 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
     ``vocab_size`` pads the vocabulary to that many tokens (``REAL_VOCAB[arch]`` for the
     published size; the tiny preset then becomes ``VOCAB_HIDDEN`` wide); ``hidden`` overrides
     the width (the head count stays, so heads get narrower).
+    ``head`` makes a reranker (rank pooling): ``"rerank"`` is Qwen3-Reranker's yes/no head on
+    qwen3, an XLM-RoBERTa-style classification head (one token type) on bert;
+    ``"bert-cross-encoder"`` a two-token-type BERT cross-encoder as llama.cpp's converter writes
+    it (no pooler), and ``"headless"`` a qwen3 reranker without its head: both are refused.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -461,12 +486,18 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = _BulkArrayWriter(str(path), arch)
-    _write_common(writer, shape, name or f"synthetic-{arch}-{preset}", dtype,
-                  _POOLING[arch] if pooling else None)
+    heads = HEADS.get(arch, ())
+    if head is not None and head not in heads:
+        raise ValueError(f"{arch} takes no head {head!r}"
+                         + (f"; choose from {', '.join(heads)}" if heads else ""))
+    kind = "reranker" if head is not None else preset
+    _write_common(writer, shape, name or f"synthetic-{arch}-{kind}", dtype,
+                  gguf.PoolingType.RANK if head is not None
+                  else _POOLING[arch] if pooling else None)
     if arch == "bert":
-        _write_bert(writer, shape, dtype, seed, vocab_size)
+        _write_bert(writer, shape, dtype, seed, vocab_size, head)
     elif arch == "qwen3":
-        _write_qwen3(writer, shape, dtype, seed, vocab_size)
+        _write_qwen3(writer, shape, dtype, seed, vocab_size, head)
     else:
         _write_gemma_embedding(writer, shape, dtype, seed, dense, swa_pattern, vocab_size)
     writer.write_header_to_file()

@@ -49,6 +49,57 @@ class InputError(ValueError):
         self.code = code
 
 
+class WrongModelKind(InputError):
+    """An embedding model asked to rerank, or a reranker asked for embeddings."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model", code="wrong_model_kind")
+
+
+@dataclass(frozen=True)
+class RerankOptions:
+    """How to score (query, document) pairs."""
+
+    instruction: str | None = None  # Qwen3-Reranker's <Instruct> (default: its web-search one)
+    truncate: str = "end"  # "end": cut the document's end (never the query or the frame); "none"
+    max_tokens: int | None = None  # a tighter per-pair limit than the model's
+
+
+@dataclass
+class RerankResult:
+    """One relevance score per document, in input order.
+
+    ``scores`` are in 0..1: Qwen3-Reranker's probability of "yes" (``score_type``
+    "probability"), or the sigmoid of a cross-encoder's logit ("sigmoid"), whose raw logits are
+    in ``logits``.
+    """
+
+    scores: np.ndarray
+    logits: np.ndarray | None
+    tokens: list[int]
+    score_type: str
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens)
+
+
+@dataclass(frozen=True)
+class _PairFrame:
+    """A reranker's tokens around the query and the document, and the whitespace that the
+    template puts before each (moved into the text, where a BPE tokenizer attaches it)."""
+
+    head: list[int]
+    middle: list[int]
+    tail: list[int]
+    query_space: str = ""
+    document_space: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.middle) + len(self.tail)
+
+
 @dataclass(frozen=True)
 class EmbedOptions:
     """How to embed: what the API's extension fields map onto."""
@@ -147,17 +198,32 @@ class Engine:
     def backend(self) -> str:
         return self.runner.backend or "cpu"
 
+    @property
+    def kind(self) -> str:
+        """"embedding" or "reranker"."""
+        return self.info.kind
+
+    @property
+    def score_type(self) -> str | None:
+        """How a reranker's scores read (see RerankResult); None for embedding models."""
+        if self.kind != "reranker":
+            return None
+        return "probability" if self.runner.dimensions > 1 else "sigmoid"
+
     def describe(self) -> dict:
         """A JSON-able summary for `info`, /v1/models and the web UI."""
         return {
             "id": self.id,
+            "kind": self.kind,
+            "score_type": self.score_type,
             "path": str(self.info.path),
             "name": self.info.name,
             "architecture": self.info.arch,
             "family": self.family.name,
             "pooling": POOLING_NAMES.get(self.info.pooling, "unknown"),
-            "dimensions": self.dimensions,
-            "matryoshka_dimensions": self.family.dimensions(self.dimensions),
+            "dimensions": self.dimensions if self.kind == "embedding" else None,
+            "matryoshka_dimensions": (self.family.dimensions(self.dimensions)
+                                      if self.kind == "embedding" else None),
             "context_length": self.info.context,
             "max_seq_length": self.info.max_seq_length,
             "max_tokens": self.max_tokens,
@@ -170,7 +236,8 @@ class Engine:
             "workers": self.runner.workers,
             "batch_tokens": self.runner.batch_tokens,
             "flash_attn": self.runner.flash_attn,
-            "prompts": self.family.has_prompts,
+            "prompts": self.family.has_prompts if self.kind == "embedding"
+            else self.family.rerank_template is not None,
         }
 
     # -- tokenization --------------------------------------------------------------------------
@@ -288,6 +355,7 @@ class Engine:
         (including one over ``max_total_tokens`` in all) fails at once and never reaches the
         worker.
         """
+        self._require("embedding")
         dimensions = self._check(options)
         with self._lock:
             if self._closed:
@@ -343,6 +411,164 @@ class Engine:
         """N x N cosine similarity matrix of ``texts``, all embedded with ``options``."""
         v = self.embed(list(texts), replace(options, normalize=True)).vectors
         return v @ v.T
+
+    # -- reranking -----------------------------------------------------------------------------
+
+    def _require(self, kind: str) -> None:
+        if self.kind == kind:
+            return
+        if kind == "embedding":
+            raise WrongModelKind(f"{self.id} is a reranker: it scores documents against a "
+                                 "query (rerank) and makes no embeddings; choose an embedding "
+                                 "model for embeddings")
+        raise WrongModelKind(f"{self.id} is an embedding model, not a reranker; choose a "
+                             "reranker model (such as Qwen3-Reranker) to rerank")
+
+    def _pair_frame(self, options: RerankOptions) -> _PairFrame:
+        """The family's pair prompt (with the caller's instruction), else the GGUF's own,
+        else the cross-encoder frame BOS query EOS SEP document EOS as llama.cpp's server
+        builds it from the tokenizer's flags."""
+        family_template = self.family.rerank_template
+        template = self.info.rerank_template
+        if family_template is not None and (options.instruction or template is None):
+            template = family_template.replace(
+                "{instruction}", options.instruction or self.family.rerank_instruction or "")
+        elif template is not None and options.instruction:
+            if "{instruction}" not in template:
+                raise InputError("this reranker takes no instruction", param="instruction")
+            template = template.replace("{instruction}", options.instruction)
+        if template is None:
+            if options.instruction:
+                raise InputError("this reranker takes no instruction", param="instruction")
+            r = self.runner
+            eos = r.eos if r.eos >= 0 else r.sep
+            return _PairFrame(head=[r.bos] if r.adds["bos"] else [],
+                              middle=([eos] if r.adds["eos"] else [])
+                              + ([r.sep] if r.adds["sep"] else []),
+                              tail=[eos] if r.adds["eos"] else [])
+        before, rest = template.split("{query}", 1)
+        middle, after = rest.split("{document}", 1)
+        stripped_before, stripped_middle = before.rstrip(" "), middle.rstrip(" ")
+        return _PairFrame(
+            head=self.runner.tokenize_template(stripped_before) if stripped_before else [],
+            middle=self.runner.tokenize_template(stripped_middle) if stripped_middle else [],
+            tail=self.runner.tokenize_template(after) if after else [],
+            query_space=before[len(stripped_before):],
+            document_space=middle[len(stripped_middle):])
+
+    def prepare_pair(self, query: str, document: str,
+                     options: RerankOptions = RerankOptions()) -> list[int]:
+        """The exact tokens the reranker sees for one (query, document) pair."""
+        self._require("reranker")
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            frame = self._pair_frame(options)
+            return self._pair(frame, self._query_tokens(frame, query, options), document,
+                              options, 0)
+
+    def _limit(self, options: RerankOptions) -> int:
+        if options.truncate not in ("end", "none"):
+            raise InputError("truncate must be 'end' or 'none' for reranking", param="truncate")
+        if options.max_tokens is None:
+            return self.max_tokens
+        if not 0 < options.max_tokens <= self.max_tokens:
+            raise InputError(f"the token limit must be between 1 and {self.max_tokens} for "
+                             "this model", param="max_tokens")
+        return options.max_tokens
+
+    def _query_tokens(self, frame: _PairFrame, query: str, options: RerankOptions) -> list[int]:
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("query must be a non-empty string", param="query")
+        limit = self._limit(options)
+        cut = EmbedOptions(truncate="none", max_tokens=limit)
+        tokens = self.runner.tokenize(frame.query_space + self._cut(query, cut), special=False)
+        if frame.size + len(tokens) >= limit:
+            raise InputError(f"the query is {len(tokens)} tokens long; with the reranker's "
+                             f"prompt it leaves no room for a document within {limit} tokens",
+                             param="query", code="context_length_exceeded")
+        return tokens
+
+    def _pair(self, frame: _PairFrame, query: list[int], document: str,
+              options: RerankOptions, index: int) -> list[int]:
+        if not isinstance(document, str):
+            raise InputError(f"document {index} is not a string", param="documents")
+        limit = self._limit(options)
+        room = limit - frame.size - len(query)
+        cut = EmbedOptions(truncate="end" if options.truncate == "end" else "none",
+                           max_tokens=limit)
+        try:
+            text = self._cut(document, cut)
+        except InputError as exc:
+            raise InputError(f"document {index}: {exc}", param="documents",
+                             code="context_length_exceeded") from exc
+        body = self.runner.tokenize(frame.document_space + text, special=False) if text else []
+        if len(body) > room:
+            if options.truncate == "none":
+                raise InputError(
+                    f"document {index} with the query is {frame.size + len(query) + len(body)} "
+                    f"tokens long; this reranker takes at most {limit}. Shorten it or allow "
+                    "truncation", param="documents", code="context_length_exceeded")
+            body = body[:room]  # the document's end goes; the query and the frame stay whole
+        return frame.head + query + frame.middle + body + frame.tail
+
+    def submit_rerank(self, query: str, documents: Sequence[str],
+                      options: RerankOptions = RerankOptions(),
+                      max_total_tokens: int | None = None) -> Future:
+        """Queue (query, document) pairs for scoring; the future yields a ``RerankResult``.
+
+        Pairs are tokenized here and decoded by the same workers, packed with any other work.
+        """
+        self._require("reranker")
+        if not documents:
+            raise InputError("documents must hold at least one document", param="documents")
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            frame = self._pair_frame(options)
+            query_tokens = self._query_tokens(frame, query, options)
+            sequences = [self._pair(frame, query_tokens, doc, options, i)
+                         for i, doc in enumerate(documents)]
+            counts = [len(s) for s in sequences]
+            if max_total_tokens is not None and sum(counts) > max_total_tokens:
+                raise InputError(f"the request holds {sum(counts)} tokens; at most "
+                                 f"{max_total_tokens} are allowed per request",
+                                 param="documents", code="too_many_tokens")
+            raw = self.batcher.submit(sequences)
+        yes = self.runner.labels.index("yes") if "yes" in self.runner.labels else 0
+        score_type = self.score_type or "sigmoid"
+        result: Future = Future()
+
+        def done(f: Future) -> None:
+            if result.done():
+                return
+            if f.cancelled():
+                result.cancel()
+            elif f.exception() is not None:
+                result.set_exception(f.exception())
+            else:
+                out = f.result()
+                if score_type == "probability":
+                    scores, logits = out[:, yes].astype(np.float32), None
+                else:
+                    logits = out[:, 0].astype(np.float32)
+                    scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+                result.set_result(RerankResult(scores, logits, counts, score_type))
+
+        raw.add_done_callback(done)
+        result.add_done_callback(lambda f: raw.cancel() if f.cancelled() else None)
+        return result
+
+    def rerank(self, query: str, documents: Sequence[str],
+               options: RerankOptions | None = None, timeout: float | None = None,
+               **kwargs: object) -> RerankResult:
+        """Relevance of each document to ``query``; blocks until done.
+
+        Keyword arguments are ``RerankOptions`` fields: ``engine.rerank(q, docs, truncate="none")``.
+        """
+        if options is None:
+            options = RerankOptions(**kwargs)  # type: ignore[arg-type]
+        return self.submit_rerank(query, list(documents), options).result(timeout)
 
     def close(self, drain: bool = False) -> None:
         """Stop the worker and free the model.

@@ -18,7 +18,7 @@ from pathlib import Path
 import gguf
 
 from localembed.families import Family, family_for
-from localembed.ggufheader import GGUFHeaderError, read_header
+from localembed.ggufheader import GGUFHeader, GGUFHeaderError, read_header
 from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY
 
 # llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
@@ -46,6 +46,8 @@ class GGUFInfo:
     # max_seq_length), when it is shorter than the position table; None if not recorded.
     max_seq_length: int | None = None
     vocab_size: int | None = None  # tokens in the vocabulary (None: not recorded)
+    kind: str = "embedding"  # or "reranker" (rank pooling: one relevance score per pair)
+    rerank_template: str | None = None  # the GGUF's own pair prompt ({query}, {document})
 
     @property
     def default_max_tokens(self) -> int:
@@ -59,6 +61,7 @@ class GGUFInfo:
             "pooling": self.pooling, "context": self.context, "hidden": self.hidden,
             "file_type": self.file_type, "size": self.size,
             "max_seq_length": self.max_seq_length, "vocab_size": self.vocab_size,
+            "kind": self.kind, "rerank_template": self.rerank_template,
         })
 
     @classmethod
@@ -76,7 +79,7 @@ def _file_type_name(value: object) -> str:
 
 
 def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Validate ``path`` as a servable GGUF embedding model and describe it."""
+    """Validate ``path`` as a servable GGUF embedding model or reranker and describe it."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
@@ -123,10 +126,15 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     if pooling in (None, gguf.PoolingType.NONE):
         pooling = (family.default_pooling if family.default_pooling is not None
                    else int(gguf.PoolingType.MEAN))
+    tensor_names = {t.name for t in header.tensors}
+    kind = "embedding"
     if pooling == gguf.PoolingType.RANK:
-        raise ModelLoadError(f"{path.name} is a reranker (rank pooling), not an embedding model")
+        reranker_problem = rerank_head_problem(path.name, arch, header, tensor_names)
+        if reranker_problem is not None:
+            raise ModelLoadError(reranker_problem)
+        kind = "reranker"
     if family.required_tensors:
-        problem = family.tensor_problem(path.name, {t.name for t in header.tensors})
+        problem = family.tensor_problem(path.name, tensor_names)
         if problem is not None:
             raise ModelLoadError(problem)
     context = header.get(f"{arch}.context_length")
@@ -141,4 +149,49 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         max_seq_length=max_seq_length if isinstance(max_seq_length, int) and max_seq_length > 0
         else None,
         vocab_size=header.array_length("tokenizer.ggml.tokens"),
+        kind=kind,
+        rerank_template=template if isinstance(template := header.get(RERANK_TEMPLATE_KEY), str)
+        else None,
     )
+
+
+RERANK_TEMPLATE_KEY = "tokenizer.chat_template.rerank"
+# Rerankers whose scores llama.cpp computes as the original model does (verified against
+# independent forward passes): Qwen3-Reranker's yes/no head, and cross-encoders of the BERT
+# architecture with a single token type (XLM-RoBERTa, e.g. bge-reranker-v2-m3) and their
+# dense + tanh head.
+RERANK_ARCHITECTURES = ("qwen3", "bert")
+
+
+def rerank_head_problem(file_name: str, arch: str, header: GGUFHeader,
+                        tensor_names: set[str]) -> str | None:
+    """Why a rank-pooling GGUF would give wrong scores, or None when it is served.
+
+    A silently wrong reranker is worse than none: it reorders results plausibly.
+    """
+    if "cls.output.weight" not in tensor_names and "cls.weight" not in tensor_names:
+        return (f"{file_name} is a reranker without its classification head (no cls.output "
+                "tensor): it would score about the same for every document. Some published "
+                "conversions lost it (llama.cpp issue #25447); use a GGUF converted with the "
+                "head, e.g. `localembed pull qwen3-reranker-0.6b`")
+    if arch not in RERANK_ARCHITECTURES:
+        return (f"{file_name} is a {arch} reranker; localembed serves Qwen3-Reranker and "
+                "XLM-RoBERTa-style cross-encoders (such as bge-reranker-v2-m3), whose scores "
+                "llama.cpp computes correctly")
+    if arch == "qwen3":
+        labels = header.array_length(f"{arch}.classifier.output_labels") or 1
+        if labels < 2:
+            return (f"{file_name} is a Qwen3 reranker with a single output: its yes/no head is "
+                    "missing, and every document would score 1.0")
+        return None
+    token_types = header.get("tokenizer.ggml.token_type_count")
+    if isinstance(token_types, int) and token_types > 1:
+        return (f"{file_name} is a BERT cross-encoder with {token_types} token types: "
+                "llama.cpp reads the document as the query's segment (no token type 1) and its "
+                "converter drops BERT's pooler, so its scores would be wrong (about 1 logit off, "
+                "in a different order). XLM-RoBERTa-style rerankers (one token type, e.g. "
+                "bge-reranker-v2-m3) and Qwen3-Reranker are served")
+    if "cls.weight" not in tensor_names:
+        return (f"{file_name} is a cross-encoder without its dense head (no cls tensor): "
+                "its scores would be wrong")
+    return None

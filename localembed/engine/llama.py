@@ -303,7 +303,12 @@ class LlamaRunner:
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
         model = self.llm._model.model
-        self.dimensions = int(llama_cpp.llama_model_n_embd_out(model))
+        self.reranker = info.pooling == int(llama_cpp.LLAMA_POOLING_TYPE_RANK)
+        # A reranker's pooled output is its classification head's: one float per label.
+        self.dimensions = int(llama_cpp.llama_model_n_cls_out(model) if self.reranker
+                              else llama_cpp.llama_model_n_embd_out(model))
+        self.labels = [(llama_cpp.llama_model_cls_label(model, i) or b"").decode("utf-8", "replace")
+                       for i in range(self.dimensions)] if self.reranker else []
         self._long: _Context | None = None
         self._long_lock = threading.Lock()  # one long input at a time: its context is big
         vocab = llama_cpp.llama_model_get_vocab(model)
@@ -322,10 +327,17 @@ class LlamaRunner:
         # A model with a KV cache (causal attention) can take a long input in batch_tokens
         # steps; with last-token pooling the vector llama.cpp keeps is the final ubatch's,
         # which is the whole sequence's. Other poolings need the sequence in one ubatch.
+        # (A causal reranker reads its last token too.)
         self._chunked = (bool(llama_cpp.llama_get_memory(self.llm._ctx.ctx))
-                         and info.pooling == int(llama_cpp.LLAMA_POOLING_TYPE_LAST))
+                         and info.pooling in (int(llama_cpp.LLAMA_POOLING_TYPE_LAST),
+                                              int(llama_cpp.LLAMA_POOLING_TYPE_RANK)))
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(vocab))
+        self.sep = int(llama_cpp.llama_vocab_sep(vocab))
+        # Which special tokens the tokenizer adds around a text (the cross-encoder pair frame).
+        self.adds = {"bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+                     "eos": bool(llama_cpp.llama_vocab_get_add_eos(vocab)),
+                     "sep": bool(llama_cpp.llama_vocab_get_add_sep(vocab))}
         self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
@@ -347,6 +359,12 @@ class LlamaRunner:
             body = self._wordpiece.encode(data.decode("utf-8"))
             return [*self._frame_head, *body, *self._frame_tail] if special else body
         return self.llm.tokenize(data, add_bos=special, special=False)
+
+    def tokenize_template(self, text: str) -> list[int]:
+        """Token ids of a prompt template's own text: control-token spellings in it (such as
+        ``<|im_start|>``) become those tokens, and nothing is added around it. Never for user
+        text."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", "replace")
