@@ -113,10 +113,12 @@ def describe(model_id: str) -> dict:
     except ModelLoadError as exc:
         info["error"] = str(exc)
         return info
-    info.update(family=gguf.family.name, architecture=gguf.arch, quantization=gguf.file_type,
-                dimensions=gguf.hidden, context_length=gguf.context,
+    embedding = gguf.kind == "embedding"
+    info.update(kind=gguf.kind, family=gguf.family.name, architecture=gguf.arch,
+                quantization=gguf.file_type,
+                dimensions=gguf.hidden if embedding else None, context_length=gguf.context,
                 max_seq_length=gguf.max_seq_length,
-                matryoshka_dimensions=gguf.family.dimensions(gguf.hidden))
+                matryoshka_dimensions=gguf.family.dimensions(gguf.hidden) if embedding else None)
     return info
 
 
