@@ -1,5 +1,6 @@
-"""In-process embeddings with the HTTP API's options, in the shapes vLLM and mistral.rs users
-know (``LLM.embed``, ``LLM.score``, ``Runner``), without starting a server.
+"""In-process embeddings and reranking with the HTTP API's options, in the shapes vLLM and
+mistral.rs users know (``LLM.embed``, ``LLM.score``, ``LLM.rerank``, ``Runner``), without
+starting a server.
 
 Bodies are validated by the same request models as the HTTP routes and run by the same core
 service, so a field behaves identically in-process and over HTTP. Failures are the core's own
@@ -8,12 +9,13 @@ exceptions (``InputError`` with ``param`` and ``code``, ``ModelNotFound``, ...),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
 
-from localembed.dialects import local, openai
+from localembed.dialects import local, openai, rerank
 from localembed.dialects.common import convert
 from localembed.engine import InputError, RunnerOptions
 from localembed.registry import Registry
@@ -46,12 +48,34 @@ class ScoringRequestOutput:
     outputs: ScoringOutput
 
 
+@dataclass(frozen=True)
+class RerankOutput:
+    """One document's relevance to the query: its position in the input, its score in 0..1
+    and its text (Cohere's and Jina's result, with ``relevance_score`` as they name it)."""
+
+    index: int
+    score: float
+    document: str
+
+    @property
+    def relevance_score(self) -> float:
+        return self.score
+
+
+# The rerank body's fields LLM.rerank takes as options (query, documents and top_n are its
+# arguments; its results always carry their text).
+_RERANK_FIELDS = {f.name for f in msgspec.structs.fields(rerank.RerankRequest)} - {
+    "query", "documents", "top_n", "return_documents"}
+
+
 class LLM:
-    """A loaded embedding model; ``LLM("embeddinggemma-300m").embed(["hello"])``.
+    """A loaded model; ``LLM("embeddinggemma-300m").embed(["hello"])``, or with a reranker
+    ``LLM("qwen3-reranker-0.6b").rerank("query", ["doc", ...])``.
 
     Options are the /v1/embeddings body fields (``dimensions``, ``task``, ``output_dtype``,
     ``truncate_prompt_tokens``, ``embed_dtype``, ``use_activation``, ...). Bad options raise
-    ``InputError`` (a ``ValueError`` with ``param`` and ``code``).
+    ``InputError`` (a ``ValueError`` with ``param`` and ``code``); so does asking a reranker
+    for embeddings or an embedding model to rerank (``code`` "wrong_model_kind").
     """
 
     def __init__(self, model: str | None = None, **runner_options: object) -> None:
@@ -76,12 +100,67 @@ class LLM:
                                        EmbeddingOutput(d["embedding"]))
                 for d in response["data"]]
 
+    @property
+    def kind(self) -> str:
+        """"embedding" or "reranker": which of ``embed`` and ``rerank`` the model answers."""
+        return self.registry.default.kind
+
     def score(self, text_1: str | Sequence[str], text_2: str | Sequence[str],
               **options: object) -> list[ScoringRequestOutput]:
+        """vLLM's ``LLM.score``: one text against many, or two lists pairwise; exactly the
+        scores ``POST /score`` answers for the same body.
+
+        An embedding model scores by cosine similarity; a reranker scores each pair with its
+        cross-encoder (0..1, as ``rerank``), as vLLM does for cross-encoder models. A reranker
+        also takes ``instruction`` (Qwen3-Reranker); an embedding model refuses it.
+        """
         request = convert({"text_1": text_1, "text_2": text_2, **options}, local.ScoreRequest)
-        result = self.service.compare(request.to_request())
-        return [ScoringRequestOutput(i, ScoringOutput(float(s)))
-                for i, s in enumerate(result.scores)]
+        engine = self.service.engine(request.model)
+        if engine.kind == "reranker":
+            rerank_options = rerank.score_options(engine, request.dimensions,
+                                                  request.truncate_prompt_tokens,
+                                                  request.instruction)
+            _, scores, _ = rerank.cross_scores(self.service, engine,
+                                               request.to_request(reranker=True), rerank_options)
+        else:
+            scores = self.service.compare(request.to_request(), engine).scores
+        return [ScoringRequestOutput(i, ScoringOutput(float(s))) for i, s in enumerate(scores)]
+
+    def rerank(self, query: str, documents: Sequence[str | Mapping[str, object]],
+               top_n: int | None = None, **options: object) -> list[RerankOutput]:
+        """Documents ordered by relevance to ``query``, most relevant first (the best
+        ``top_n`` when given); each keeps its input ``index``. The same ranking ``POST
+        /v1/rerank`` answers for the same body.
+
+        Documents are strings or objects with a ``text`` (the Cohere and Jina shape). Options
+        are the rerank body's fields: ``instruction`` (Qwen3-Reranker's task), ``truncate``
+        ("end" or true cuts a long document's end, never the query; "none" or false refuses
+        it; or Voyage's ``truncation``), ``max_tokens_per_doc``, ``model`` (another installed
+        reranker); and, in-process only, ``max_tokens`` (a tighter limit on each (query,
+        document) pair).
+        """
+        max_tokens = options.pop("max_tokens", None)
+        unknown = sorted(set(options) - _RERANK_FIELDS)
+        if unknown:
+            raise InputError(f"unknown rerank option '{unknown[0]}'; the options are "
+                             + ", ".join(sorted(_RERANK_FIELDS | {"max_tokens"})),
+                             param=unknown[0])
+        if max_tokens is not None and (isinstance(max_tokens, bool)
+                                       or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise InputError("'max_tokens' must be a positive integer.", param="max_tokens")
+        if isinstance(documents, Sequence) and not isinstance(documents, str):
+            documents = list(documents)
+        request = convert({"query": query, "documents": documents, "top_n": top_n, **options},
+                          rerank.RerankRequest)
+        texts = request.texts()
+        rerank_options = request.options()
+        if max_tokens is not None:
+            rerank_options = dataclasses.replace(rerank_options, max_tokens=max_tokens)
+        reranked = rerank.rerank(self.service, self.service.engine(request.model), request.query,
+                                 texts, rerank_options,
+                                 max_document_tokens=request.max_tokens_per_doc)
+        scores = reranked.result.scores
+        return [RerankOutput(i, float(scores[i]), texts[i]) for i in reranked.order(top_n)]
 
     def close(self) -> None:
         self.registry.close()
@@ -96,4 +175,4 @@ class LLM:
 Runner = LLM  # the name mistral.rs users reach for
 APIError = InputError  # the name earlier releases raised
 
-__all__ = ["APIError", "InputError", "LLM", "Runner"]
+__all__ = ["APIError", "InputError", "LLM", "RerankOutput", "Runner"]

@@ -3,6 +3,9 @@
 Entries with a pinned revision and sha256 are verified against those; the others (marked
 ``pinned=False``) track the repository's main branch and are verified against the sha256 the hub
 reports for the file (its LFS ETag), so a download is always checked against something.
+
+Each entry has a ``kind``: "embedding" (vectors) or "reranker" (a relevance score per (query,
+document) pair, no vectors), so lists can say which models answer which requests.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class CatalogEntry:
     repo: str
     filename: str
     family: str
-    dimensions: int
+    dimensions: int | None  # None for rerankers: they make no vectors
     context: int
     license: str
     description: str
@@ -47,6 +50,7 @@ class CatalogEntry:
     recommended: bool = False
     # Other published copies, tried when the first is missing or would be refused at load.
     fallbacks: tuple[Source, ...] = field(default=())
+    kind: str = "embedding"  # or "reranker"
 
     @property
     def pinned(self) -> bool:
@@ -60,6 +64,10 @@ class CatalogEntry:
 
 _QWEN_DESC = ("Qwen3-Embedding {size}: multilingual, 32k context, instruction-aware queries, "
               "Matryoshka down to 32 dims.")
+
+
+_QWEN_RERANK_DESC = ("Qwen3-Reranker {size}: multilingual, 32k context, instruction-aware; "
+                     "scores are the probability of \"yes\" (relevant).")
 
 
 def _qwen(params: str, quant: str, dims: int, approx: str, **kw: object) -> CatalogEntry:
@@ -118,6 +126,74 @@ CATALOG: tuple[CatalogEntry, ...] = (
     _qwen("8B", "Q5_K_M", 4096, "5.4 GB"),
     _qwen("8B", "Q8_0", 4096, "8.1 GB"),
     _qwen("8B", "f16", 4096, "15 GB"),
+    # Rerankers. A Qwen3-Reranker GGUF scores only when its conversion kept the yes/no head
+    # (`cls.output.weight` of 2 rows, `qwen3.classifier.output_labels`, rank pooling); many
+    # published ones are plain causal-LM conversions without it and score every document about
+    # 0 (llama.cpp issues #25447 and #16407). None of the files below could be fetched or hashed
+    # from here, so none is pinned: each follows main and is checked against the sha256 the hub
+    # reports, and the pull inspects it and refuses a head-less file (the engine's
+    # rerank_head_problem), moving on to the next source. Where the evidence came from
+    # (public projects and guides, found by search, unverified here):
+    # - ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF, qwen3-reranker-0.6b-q8_0.gguf (about 640 MB):
+    #   qmd's default rerank model (run through node-llama-cpp's ranking context, which needs
+    #   the head), and a Metal engine's README describes this file as "llama.cpp rank
+    #   conversion ... a yes/no cls.output classification head".
+    # - Voodisss/Qwen3-Reranker-{0.6B,4B,8B}-GGUF-llama_cpp: guides and projects that report
+    #   community conversions broken (DevQuasar, mradermacher) name these as converted with
+    #   llama.cpp's convert_hf_to_gguf.py with the head; file names as they cite them
+    #   (Qwen3-Reranker-0.6B.Q8_0.gguf, Qwen3-Reranker-{4B,8B}-Q4_K_M.gguf). One study checked
+    #   six 8B repositories and found only Voodisss's carried cls.output.weight.
+    # - giladgd/Qwen3-Reranker-4B-GGUF, Qwen3-Reranker-4B.Q4_K_M.gguf: node-llama-cpp's
+    #   author's conversion, reported carrying `cls.output.weight [2560, 2]`, rank pooling and
+    #   the rerank template; two projects pin revision 618ca919a196583806708d695f64dc002bd229a3,
+    #   sha256 941f7d1d1524251c026a797b803ac9575545c5d7aa19b26e0e49661d7720af49,
+    #   2,496,717,472 bytes (a candidate pin once checked against the hub).
+    # - gpustack/bge-reranker-v2-m3-GGUF, bge-reranker-v2-m3-Q8_0.gguf: the copy most projects
+    #   serve with llama-server --reranking (XLM-RoBERTa: bert arch, one token type, `cls` and
+    #   `cls.output`); one pins revision 3093af03b1a635e67b084b1d8c03c5f5e020fd05, sha256
+    #   a43c7c9b11a4c1517e5bf95151960e1621d1b72f7a493364b01e386cf1aaa1d3, 635,676,416 bytes
+    #   (also a candidate pin). Fallback: klnstpr/bge-reranker-v2-m3-Q8_0-GGUF, a GGUF-my-repo
+    #   conversion (bge-reranker-v2-m3-q8_0.gguf).
+    CatalogEntry(
+        id="qwen3-reranker-0.6b-q8_0",
+        repo="ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF",
+        filename="qwen3-reranker-0.6b-q8_0.gguf",
+        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
+        description=_QWEN_RERANK_DESC.format(size="0.6B") + " Q8_0, about 640 MB.",
+        quantization="Q8_0", kind="reranker",
+        aliases=("qwen3-reranker", "qwen3-reranker-0.6b"),
+        fallbacks=(Source("Voodisss/Qwen3-Reranker-0.6B-GGUF-llama_cpp",
+                          "Qwen3-Reranker-0.6B.Q8_0.gguf"),),
+    ),
+    CatalogEntry(
+        id="qwen3-reranker-4b-q4_k_m",
+        repo="giladgd/Qwen3-Reranker-4B-GGUF",
+        filename="Qwen3-Reranker-4B.Q4_K_M.gguf",
+        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
+        description=_QWEN_RERANK_DESC.format(size="4B") + " Q4_K_M, about 2.5 GB.",
+        quantization="Q4_K_M", kind="reranker", aliases=("qwen3-reranker-4b",),
+        fallbacks=(Source("Voodisss/Qwen3-Reranker-4B-GGUF-llama_cpp",
+                          "Qwen3-Reranker-4B-Q4_K_M.gguf"),),
+    ),
+    CatalogEntry(
+        id="qwen3-reranker-8b-q4_k_m",
+        repo="Voodisss/Qwen3-Reranker-8B-GGUF-llama_cpp",
+        filename="Qwen3-Reranker-8B-Q4_K_M.gguf",
+        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
+        description=_QWEN_RERANK_DESC.format(size="8B") + " Q4_K_M, about 4.7 GB.",
+        quantization="Q4_K_M", kind="reranker", aliases=("qwen3-reranker-8b",),
+    ),
+    CatalogEntry(
+        id="bge-reranker-v2-m3-q8_0",
+        repo="gpustack/bge-reranker-v2-m3-GGUF",
+        filename="bge-reranker-v2-m3-Q8_0.gguf",
+        family="bert", dimensions=None, context=8192, license="apache-2.0",
+        description="BAAI bge-reranker-v2-m3: a multilingual XLM-RoBERTa cross-encoder, fast, "
+                    "8k context; scores are the sigmoid of its logit. Q8_0, about 636 MB.",
+        quantization="Q8_0", kind="reranker", aliases=("bge-reranker-v2-m3", "bge-reranker"),
+        fallbacks=(Source("klnstpr/bge-reranker-v2-m3-Q8_0-GGUF",
+                          "bge-reranker-v2-m3-q8_0.gguf"),),
+    ),
 )
 
 STARTER = {

@@ -12,7 +12,13 @@ from click_default_group import DefaultGroup
 
 from localembed import __version__
 from localembed.convert import DTYPES, ConversionError, convert_folder
-from localembed.engine import EmbedOptions, InputError, ModelLoadError, RunnerOptions
+from localembed.engine import (
+    EmbedOptions,
+    InputError,
+    ModelLoadError,
+    RerankOptions,
+    RunnerOptions,
+)
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.families import TASKS
 from localembed.service import EmbedRequest, Service, matrix_request, similarity_request
@@ -33,22 +39,34 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def model_options(func):  # type: ignore[no-untyped-def]
-    """Options shared by every command that loads a model."""
+def _loading_options(model_help: str, input_name: str):  # type: ignore[no-untyped-def]
+    """The options of a command that loads a model; the model's help and what one input is
+    differ between embedding commands and `rerank`."""
     options = [
-        click.option("-m", "--model", default=None,
-                     help="Model id or path to a .gguf file (default: the starter model)."),
+        click.option("-m", "--model", default=None, help=model_help),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all)."),
         click.option("--gpu-layers", type=int, default=None,
                      help="Layers to offload to the GPU (default: all if a GPU backend exists)."),
         click.option("--max-tokens", type=int, default=None,
-                     help="Longest input in tokens (default: model context, at most 8192)."),
+                     help=f"Longest {input_name} in tokens (default: model context, at most "
+                          "8192)."),
         click.option("--flash-attn/--no-flash-attn", default=True, show_default=True,
                      help="Flash attention (faster; off makes batching bit-stable)."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def apply(func):  # type: ignore[no-untyped-def]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+model_options = _loading_options(
+    "Model id or path to a .gguf file (default: the starter model).", "input")
+reranker_options = _loading_options(
+    "Reranker id or path to a .gguf file (default: the default model if it is a reranker, "
+    "else an installed reranker).", "(query, document) pair")
 
 
 def embed_options(func):  # type: ignore[no-untyped-def]
@@ -156,8 +174,9 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
             "Choose another port with --port (0 picks a free one).") from exc
     engine = registry.default
     url = server_url(server)
+    shape = f"{engine.dimensions} dims" if engine.kind == "embedding" else "reranker"
     click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
-               f"{engine.dimensions} dims, {engine.backend}) at {url}", err=True)
+               f"{shape}, {engine.backend}) at {url}", err=True)
     click.echo(f"OpenAI base URL: {url}/v1   Ollama: {url}   Ctrl-C stops.", err=True)
     if not config.is_local:
         click.echo("Reachable at: " + "  ".join(reachable_urls(config.host, server.effective_port)),
@@ -230,6 +249,7 @@ def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
     options = EmbedOptions(task=task, instruction=instruction, title=title,
                            dimensions=dimensions, normalize=not no_normalize, truncate=truncate)
     with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
+        _require_embedding_model(service, "embed")
         result = service.embed(EmbedRequest(items, options))
     for i, (vector, count) in enumerate(zip(result.vectors, result.tokens, strict=True)):
         click.echo(json.dumps({"index": i, "tokens": count,
@@ -256,6 +276,7 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
     else:
         request = similarity_request(query, texts, options, field="texts")
     with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
+        _require_embedding_model(service, "similarity")
         result = service.compare(request)
     scores = result.scores.reshape(len(items), len(items)) if matrix else result.scores
     if matrix:
@@ -272,6 +293,91 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
         return
     for rank, (text, score) in enumerate(ranked, 1):
         click.echo(f"{rank:>3}. {score:6.3f}  {_short(text, 70)}")
+
+
+def _require_embedding_model(service: Service, command: str) -> None:
+    """A reranker makes no vectors: say which command it does answer."""
+    engine = service.engine(None)
+    if engine.kind == "reranker":
+        raise click.ClickException(
+            f"{engine.id} is a reranker: it scores documents against a query and makes no "
+            f"embeddings, so `{command}` needs an embedding model (-m). To rank documents with "
+            "it, use `localembed rerank QUERY DOC...`")
+
+
+def _default_reranker() -> str | None:
+    """The default model if it is a reranker, else the first installed reranker, else None
+    (read from the files' headers; nothing is loaded)."""
+    from localembed.store import default_model_id, describe, installed
+
+    default = default_model_id(_configured_model())
+    for model_id in [default, *(m for m in installed() if m != default)]:
+        try:
+            if describe(model_id).get("kind") == "reranker":
+                return model_id
+        except (LookupError, OSError):
+            continue
+    return None
+
+
+@cli.command()
+@click.argument("query")
+@click.argument("documents", nargs=-1)
+@click.option("-f", "--file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read one document per line (blank lines skipped; '-' for standard input), "
+                   "after any DOCUMENTS given as arguments.")
+@click.option("-n", "--top", "top", type=click.IntRange(min=1), default=None,
+              help="Show only the N most relevant documents.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--instruction", default=None,
+              help="Task instruction for Qwen3-Reranker (default: its web-search one).")
+@click.option("--truncate", type=click.Choice(["end", "none"]), default="end", show_default=True,
+              help="Cut a long document's end to fit (the query is never cut), or refuse it.")
+@reranker_options
+def rerank(query: str, documents: tuple[str, ...], file: click.File | None, top: int | None,
+           as_json: bool, instruction: str | None, truncate: str, model: str | None,
+           threads: int | None, gpu_layers: int | None, max_tokens: int | None,
+           flash_attn: bool) -> None:
+    """Rank DOCUMENTS by relevance to QUERY with a reranker (a cross-encoder such as
+    Qwen3-Reranker or bge-reranker-v2-m3), most relevant first.
+
+    Scores are in 0..1: Qwen3-Reranker's probability of "relevant", or the sigmoid of a
+    cross-encoder's logit. INDEX is the document's position in the input.
+    """
+    items = list(documents)
+    if file is not None:
+        items += [line.rstrip("\r\n") for line in file if line.strip()]
+    elif not items and not sys.stdin.isatty():
+        items = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    if not items:
+        raise click.UsageError("give documents as arguments, with --file, or on standard input")
+    if model is None:
+        model = _default_reranker()
+        if model is None:
+            raise click.ClickException(
+                "no reranker is installed: pull one (`localembed pull qwen3-reranker-0.6b` or "
+                "`localembed pull bge-reranker-v2-m3`) or give a reranker .gguf with -m")
+    options = RerankOptions(instruction=instruction, truncate=truncate)
+    with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
+        engine = service.engine(None)
+        if engine.kind != "reranker":
+            raise click.ClickException(
+                f"{engine.id} is an embedding model, not a reranker: `rerank` needs a reranker "
+                "such as qwen3-reranker-0.6b or bge-reranker-v2-m3 (-m; `localembed ls` shows "
+                "each model's KIND). To rank by embedding similarity instead, use "
+                "`localembed similarity QUERY TEXT...`")
+        result = engine.rerank(query, items, options)
+    order = sorted(range(len(items)), key=lambda i: -float(result.scores[i]))[:top]
+    if as_json:
+        rows = [{"rank": rank, "index": i, "score": float(result.scores[i]),
+                 **({"logit": float(result.logits[i])} if result.logits is not None else {}),
+                 "tokens": result.tokens[i], "text": items[i]}
+                for rank, i in enumerate(order, 1)]
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{'RANK':>4}  {'SCORE':>6}  {'INDEX':>5}  DOCUMENT")
+    for rank, i in enumerate(order, 1):
+        click.echo(f"{rank:>4}  {float(result.scores[i]):6.4f}  {i:>5}  {_short(items[i], 64)}")
 
 
 def _short(text: str, limit: int = 30) -> str:
@@ -415,16 +521,20 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
 
     if show_catalog:
         have = set(installed())
-        rows = [{"id": e.id, "family": e.family, "quantization": e.quantization,
-                 "dimensions": e.dimensions, "size_bytes": e.size, "installed": e.id in have,
+        rows = [{"id": e.id, "kind": e.kind, "family": e.family,
+                 "quantization": e.quantization, "dimensions": e.dimensions,
+                 "size_bytes": e.size, "installed": e.id in have,
                  "recommended": e.recommended, "description": e.description} for e in CATALOG]
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
+        click.echo(f"{'ID':<32} {'KIND':<9} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} "
+                   f"{'SIZE':>9}")
         for r in rows:
             mark = "installed" if r["installed"] else ""
-            click.echo(f"{r['id']:<32} {r['family']:<16} {r['quantization']:<7} "
-                       f"{r['dimensions']:>5}d {_size(r['size_bytes']):>9}  {mark}")
+            click.echo(f"{r['id']:<32} {r['kind']:<9} {r['family']:<16} "
+                       f"{r['quantization']:<7} {_dims(r['dimensions']):>5} "
+                       f"{_size(r['size_bytes']):>9}  {mark}")
         return
     default = default_model_id(_configured_model())
     health = _server_call("GET", "/health") or {}
@@ -438,12 +548,18 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"  {'ID':<32} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} {'SIZE':>9}")
+    click.echo(f"  {'ID':<32} {'KIND':<9} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} "
+               f"{'SIZE':>9}")
     for r in rows:
         mark = ("*" if r["default"] else " ") + ("+" if r["loaded"] else " ")
-        click.echo(f"{mark}{r['id']:<32} {r.get('family', '?'):<16} "
-                   f"{r.get('quantization', '?'):<7} {r.get('dimensions', '?'):>5} "
+        click.echo(f"{mark}{r['id']:<32} {r.get('kind', '?'):<9} {r.get('family', '?'):<16} "
+                   f"{r.get('quantization', '?'):<7} {_dims(r.get('dimensions', '?')):>5} "
                    f"{_size(r.get('size_bytes')):>9}")
+
+
+def _dims(value: object) -> str:
+    """A DIMS cell: rerankers make no vectors ("-")."""
+    return "-" if value is None else str(value)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class RequestTimeout(TimeoutError):
 class RequestAbandoned(RuntimeError):
     """The caller went away (an HTTP client disconnected); its queued work was dropped."""
 
+
+T = TypeVar("T")
 
 # How often a waiting request checks whether its caller is still there.
 POLL_SECONDS = 0.25
@@ -140,16 +143,19 @@ class Service:
             engine = self.engine(request.model)
             future = engine.submit(inputs, request.options,
                                    max_total_tokens=self.limits.max_request_tokens)
-        result: EmbeddingResult = self._wait(future, abandoned)
+        result: EmbeddingResult = self.wait(future, abandoned)
         return Embedded(engine.id, result.vectors, result.tokens)
 
-    def _wait(self, future: Future, abandoned: Callable[[], bool] | None) -> EmbeddingResult:
+    def wait(self, future: Future[T], abandoned: Callable[[], bool] | None = None) -> T:
+        """The result of work submitted for a request (embeddings or a rerank), within the
+        request timeout; on a timeout, or when ``abandoned()`` turns true (the client left),
+        its queued work is dropped so the worker moves on."""
         deadline = time.monotonic() + self.limits.request_timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 future.cancel()
-                raise RequestTimeout("The embedding took too long; its queued work was "
+                raise RequestTimeout("The request took too long; its queued work was "
                                      "dropped.")
             try:
                 return future.result(timeout=min(POLL_SECONDS, left))

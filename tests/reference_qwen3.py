@@ -1,9 +1,14 @@
-"""An independent Qwen3 forward pass in numpy, last-token pooled as Qwen3-Embedding is.
+"""An independent Qwen3 forward pass in numpy, last-token pooled as Qwen3-Embedding is, and
+scored as Qwen3-Reranker is.
 
 It reads an f32 GGUF's tensors with the ``gguf`` package and follows the published Qwen3
 architecture (RMSNorm, per-head q/k RMSNorm, NEOX rotary embedding, grouped-query causal
 attention, SwiGLU), sharing nothing with llama.cpp's graph or its context/ubatch handling,
 so it can tell whether a long input split across ubatches is still embedded whole.
+
+Qwen3-Reranker is the same network read at its last token through the language model's rows
+for "yes" and "no" (kept in the GGUF as ``cls.output.weight``): the relevance score is
+softmax over those two logits, p("yes"), as the model card computes it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class ReferenceQwen3:
         self.heads = scalar("qwen3.attention.head_count")
         self.kv_heads = scalar("qwen3.attention.head_count_kv")
         self.layers = scalar("qwen3.block_count")
+        labels = fields.get("qwen3.classifier.output_labels")
+        # The head's rows by label (a reranker's); empty for an embedding model.
+        self.labels: list[str] = list(labels.contents()) if labels is not None else []
         self.w = {t.name: np.asarray(t.data, dtype=np.float64) for t in reader.tensors}
 
     def _rms(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -43,6 +51,22 @@ class ReferenceQwen3:
 
     def embed(self, tokens: list[int], chunk: int = 1024) -> np.ndarray:
         """The normalized last-token vector of one sequence."""
+        last = self.last_hidden(tokens, chunk)
+        return last / np.linalg.norm(last)
+
+    def rerank_logits(self, tokens: list[int]) -> np.ndarray:
+        """The reranker head's logits at the last token, one per label (["yes", "no"])."""
+        return self.w["cls.output.weight"] @ self.last_hidden(tokens)
+
+    def rerank_score(self, tokens: list[int]) -> float:
+        """Qwen3-Reranker's relevance: p("yes") of the softmax over the yes/no logits."""
+        logits = self.rerank_logits(tokens)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        return float(p[self.labels.index("yes")])
+
+    def last_hidden(self, tokens: list[int], chunk: int = 1024) -> np.ndarray:
+        """The last token's final hidden state (after the output norm)."""
         w = self.w
         x = w["token_embd.weight"][tokens]
         n = len(tokens)
@@ -73,5 +97,4 @@ class ReferenceQwen3:
             gate = h @ w[p + "ffn_gate.weight"].T
             up = h @ w[p + "ffn_up.weight"].T
             x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "ffn_down.weight"].T
-        last = self._rms(x[-1], w["output_norm.weight"])
-        return last / np.linalg.norm(last)
+        return self._rms(x[-1], w["output_norm.weight"])

@@ -44,7 +44,9 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!response.ok) {
     if (response.status === 401) { state.keyRequired = true; $("keybox").hidden = false; }
-    const msg = data && data.error ? (data.error.message || data.error) : `${response.status} ${response.statusText}`;
+    // OpenAI's {"error": {"message"}}, Ollama's and TEI's {"error": "..."}, Cohere's {"message"}.
+    const msg = data && data.error ? (data.error.message || data.error)
+      : data && data.message ? data.message : `${response.status} ${response.statusText}`;
     throw new Error(msg);
   }
   return data;
@@ -85,13 +87,32 @@ $("api-key-save").addEventListener("click", () => {
 });
 
 // -- models for the selects -----------------------------------------------------------------------
+// A model's kind: "embedding" (vectors) or "reranker" (a relevance score per query-document pair).
+// The server says so in "kind"; a list without it still tells them apart, since a reranker is
+// described without vector dimensions. A model that could not be described has no known kind.
+function kindOf(m) {
+  if (m.kind) return m.kind;
+  if (m.error || !m.family) return null;
+  return m.dimensions == null ? "reranker" : "embedding";
+}
+const modelsOf = (kind) => state.models.filter((m) => kindOf(m) === kind);
+
+// Each select lists the models of its data-kind. An optional one (the Similarity tab's) may be
+// set to "none", and its label is hidden while no model of its kind is installed.
 function fillSelects() {
   for (const select of document.querySelectorAll(".model-select")) {
+    const models = modelsOf(select.dataset.kind);
+    const optional = Boolean(select.dataset.optional);
     const current = select.value;
-    select.replaceChildren(...state.models.map((m) =>
-      el("option", { value: m.id, text: `${m.id}${m.default ? " (default)" : ""}` })));
-    const def = state.models.find((m) => m.default);
-    select.value = state.models.some((m) => m.id === current) ? current : (def ? def.id : "");
+    const hadNone = optional && select.options.length > 0 && current === "";
+    const options = models.map((m) =>
+      el("option", { value: m.id, text: `${m.id}${m.default ? " (default)" : ""}` }));
+    if (optional) options.push(el("option", { value: "", text: "none" }));
+    select.replaceChildren(...options);
+    const preferred = models.find((m) => m.default) || models[0];
+    select.value = models.some((m) => m.id === current) || (hadNone && models.length) ? current
+      : (preferred ? preferred.id : "");
+    if (optional) select.closest("label").hidden = models.length === 0;
   }
   fillDims();
 }
@@ -141,39 +162,85 @@ async function copyText(text) {
   try { await navigator.clipboard.writeText(text); } catch { showError("The browser refused clipboard access."); }
 }
 
-// -- similarity, heatmap, PCA ---------------------------------------------------------------------
+// -- similarity, reranking, heatmap, PCA -----------------------------------------------------------
+async function timed(promise) {
+  const started = performance.now();
+  const data = await promise;
+  return { data, ms: performance.now() - started };
+}
+
+// One ranked list: items are {index, score} best first; `other` maps a document's index to its
+// place in the other list (when both are shown), so moves between the two orders are visible.
+function renderOrder(list, items, docs, other, otherName) {
+  list.replaceChildren(...items.map((d) => {
+    const li = el("li", { "data-index": d.index },
+      el("span", { class: "score", text: d.score.toFixed(3) }), el("span", { class: "doc", text: docs[d.index] }));
+    if (other) li.append(el("span", { class: "elsewhere", title: `Place in the ${otherName} order`,
+      text: `#${other.get(d.index) + 1} by ${otherName}` }));
+    li.append(el("div", { class: "bar", style: `width:${Math.max(0, Math.min(1, d.score)) * 100}%` }));
+    return li;
+  }));
+}
+const places = (items) => new Map(items.map((d, i) => [d.index, i]));
+const meta = (model, tokens, ms) => [model, tokens == null ? "" : `${tokens} tokens`, `${ms.toFixed(0)} ms`]
+  .filter(Boolean).join(" · ");
+
 $("sim-run").addEventListener("click", (e) => run(e.target, async () => {
   const docs = lines("sim-docs");
-  const data = await api("POST", "/v1/similarity", {
-    model: $("sim-model").value || "default", query: $("sim-query").value, documents: docs });
-  $("sim-meta").textContent = `${data.model} · ${data.usage.total_tokens} tokens`;
-  $("sim-rows").replaceChildren(...data.data.map((d) => el("li", { "data-index": d.index },
-    el("span", { class: "score", text: d.score.toFixed(3) }), el("span", { class: "doc", text: d.document }),
-    el("div", { class: "bar", style: `width:${Math.max(0, d.score) * 100}%` }))));
+  const query = $("sim-query").value;
+  const embedder = $("sim-model").value, reranker = $("sim-reranker").value;
+  if (!embedder && !reranker) throw new Error("Install or choose an embedding model or a reranker to rank with.");
+  if (!docs.length) throw new Error("Type at least one document.");
+  const [sims, ranks] = await Promise.all([
+    embedder ? timed(api("POST", "/v1/similarity", { model: embedder, query, documents: docs })) : null,
+    reranker ? timed(api("POST", "/v1/rerank", { model: reranker, query, documents: docs, return_documents: false })) : null]);
+  const byCosine = sims ? sims.data.data.map((d) => ({ index: d.index, score: d.score })) : null;
+  const byReranker = ranks ? ranks.data.results.map((r) => ({ index: r.index, score: r.relevance_score })) : null;
+  if (sims) {
+    $("sim-meta").textContent = meta(sims.data.model, sims.data.usage.total_tokens, sims.ms);
+    renderOrder($("sim-rows"), byCosine, docs, byReranker && places(byReranker), "reranker");
+  }
+  if (ranks) {
+    const usage = ranks.data.usage || (ranks.data.meta && ranks.data.meta.tokens) || {};
+    const tokens = usage.total_tokens ?? usage.input_tokens ?? null;
+    $("rr-meta").textContent = meta(ranks.data.model || reranker, tokens, ranks.ms);
+    renderOrder($("rr-rows"), byReranker, docs, byCosine && places(byCosine), "embedding");
+  }
+  $("sim-embed-order").hidden = !sims;
+  $("sim-rerank-order").hidden = !ranks;
   $("sim-result").hidden = false;
 }));
 
 $("sim-map").addEventListener("click", (e) => run(e.target, async () => {
-  const texts = [$("sim-query").value, ...lines("sim-docs")].filter(Boolean);
-  const model = $("sim-model").value || "default";
+  const model = $("sim-model").value;
+  if (!model) throw new Error("The heatmap and the map compare vectors: choose an embedding model.");
+  const query = $("sim-query").value;
+  const docs = lines("sim-docs");
+  const texts = [query, ...docs].filter(Boolean);
   // The server computes the similarities (as for the ranking); the vectors feed the PCA map.
   const [sims, data] = await Promise.all([
     api("POST", "/v1/similarity/matrix", { model, texts }),
     api("POST", "/v1/embeddings", { model, input: texts })]);
-  drawHeatmap(texts, sims.matrix);
+  const keys = texts.map((_, i) => (query ? (i === 0 ? "Q" : String(i)) : String(i + 1)));
+  drawHeatmap(texts, keys, sims.matrix);
   drawPCA(texts, data.data.map((d) => d.embedding));
 }));
 
-function drawHeatmap(texts, m) {
-  const short = (t) => t.length > 18 ? `${t.slice(0, 17)}…` : t;
-  const head = el("tr", {}, el("th"), ...texts.map((t) => el("th", { title: t, text: short(t) })));
-  const rows = m.map((row, i) => el("tr", {}, el("th", { title: texts[i], text: short(texts[i]) }),
+// Columns are keyed Q, 1, 2, … and rows carry the texts, so a dozen texts fit the card at a
+// readable size; more scroll inside the card (#heatmap), with the labels kept in view.
+function drawHeatmap(texts, keys, m) {
+  const head = el("tr", {}, el("th", { class: "corner" }),
+    ...texts.map((t, i) => el("th", { scope: "col", title: t, text: keys[i] })));
+  const rows = m.map((row, i) => el("tr", {},
+    el("th", { scope: "row", title: texts[i] }, el("span", { class: "key", text: keys[i] }),
+      el("span", { class: "label", text: texts[i] })),
     ...row.map((x, j) => {
       const hue = 230 - Math.max(0, Math.min(1, x)) * 230;
       return el("td", { title: `${texts[i]} ↔ ${texts[j]}: ${x.toFixed(4)}`, "data-value": x.toFixed(4),
         style: `background:hsl(${hue} 70% 45%)`, text: x.toFixed(2) });
     })));
-  $("heatmap").replaceChildren(el("table", {}, head, ...rows));
+  $("heatmap").replaceChildren(el("table", { style: `--n:${texts.length}` },
+    el("thead", {}, head), el("tbody", {}, ...rows)));
   $("heat-card").hidden = false;
 }
 
@@ -217,6 +284,12 @@ function drawPCA(texts, vectors) {
 }
 
 // -- models -------------------------------------------------------------------------------------
+function kindBadge(kind) {
+  return el("span", { class: `kind kind-${kind || "unknown"}`, text: kind || "unknown kind",
+    title: kind === "reranker" ? "Scores query-document pairs (POST /v1/rerank)"
+      : kind === "embedding" ? "Makes vectors (POST /v1/embeddings)" : "Not described" });
+}
+
 async function refreshModels() {
   await loadModels();
   const [catalog, pulls] = await Promise.all([api("GET", "/v1/catalog"), api("GET", "/v1/pull")]);
@@ -229,15 +302,21 @@ async function refreshModels() {
     else if (!m.default) actions.append(el("button", { text: "Unload", onclick: (e) => run(e.target, async () => {
       await api("POST", `/v1/models/${encodeURIComponent(m.id)}/unload`, {}); await refreshModels(); }) }));
     if (!m.default) actions.append(el("button", { class: "danger", text: "Delete", onclick: (e) => confirmDelete(e.target, m.id) }));
-    return el("tr", { "data-model": m.id }, el("td", { text: m.id }), el("td", { text: m.family || "?" }),
-      el("td", { text: m.dimensions || "?" }), el("td", { text: fmtBytes(m.size_bytes) }),
+    const kind = kindOf(m);
+    return el("tr", { "data-model": m.id, "data-kind": kind || "unknown" },
+      el("td", {}, el("span", { class: "name", text: m.id }), " ", kindBadge(kind)),
+      el("td", { text: m.family || "?" }),
+      el("td", { text: m.dimensions || (kind === "reranker" ? "—" : "?") }), el("td", { text: fmtBytes(m.size_bytes) }),
       el("td", { text: m.default ? "default" : m.loaded ? "loaded" : "" }), actions);
   }));
   const running = Object.fromEntries(pulls.data.map((p) => [p.model, p]));
   $("catalog").replaceChildren(...catalog.data.map((entry) => {
-    const card = el("div", { class: "model", "data-model": entry.id },
-      el("h3", { text: entry.id }),
-      el("span", { class: "badge", text: [entry.family, entry.quantization, `${entry.dimensions} dims`, entry.size_bytes ? fmtBytes(entry.size_bytes) : ""].filter(Boolean).join(" · ") }),
+    // Catalog rerankers have no vector dimensions (the same fallback as kindOf).
+    const kind = entry.kind || (entry.dimensions == null ? "reranker" : "embedding");
+    const card = el("div", { class: "model", "data-model": entry.id, "data-kind": kind },
+      el("div", { class: "model-head" }, el("h3", { text: entry.id }), kindBadge(kind)),
+      el("span", { class: "badge", text: [entry.family, entry.quantization, entry.dimensions ? `${entry.dimensions} dims` : "",
+        entry.size_bytes ? fmtBytes(entry.size_bytes) : ""].filter(Boolean).join(" · ") }),
       el("span", { class: "muted", text: entry.description }));
     const slot = el("div", { class: "pull" });
     card.append(slot);
@@ -307,6 +386,7 @@ function renderSnippets() {
     ["curl", `curl ${base}/v1/embeddings${auth} \\\n  -H "Content-Type: application/json" \\\n  -d '{"input": ["hello", "world"], "model": "default"}'`],
     ["OpenAI Python SDK", `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key="${key}")\nresponse = client.embeddings.create(model="default", input=["hello", "world"])\nvectors = [d.embedding for d in response.data]`],
     ["LangChain", `from langchain_openai import OpenAIEmbeddings\n\n# check_embedding_ctx_length=False makes LangChain send text, not tiktoken ids.\nembeddings = OpenAIEmbeddings(\n    model="default",\n    base_url="${base}/v1",\n    api_key="${key}",\n    check_embedding_ctx_length=False,\n)\nvectors = embeddings.embed_documents(["hello", "world"])`],
+    ["Rerank (Cohere/Jina shape)", `curl ${base}/v1/rerank${auth} \\\n  -H "Content-Type: application/json" \\\n  -d '{"model": "${(modelsOf("reranker")[0] || { id: "YOUR_RERANKER" }).id}", "query": "how do I cook pasta?", "documents": ["Boil it in salted water.", "Stocks fell."], "top_n": 1}'`],
     ["Ollama-speaking tools", `# Point the tool's Ollama URL at ${base}\ncurl ${base}/api/embed${auth} -d '{"model": "default", "input": ["hello", "world"]}'`],
   ];
   $("snippets").replaceChildren(...snippets.map(([title, code]) => el("div", { class: "snippet" },

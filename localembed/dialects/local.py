@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -87,15 +87,24 @@ def matrix_response(request: CompareRequest, result: Compared) -> MatrixResponse
 
 
 class ScoreRequest(msgspec.Struct, kw_only=True):
-    """vLLM's ``POST /score``: one text against many, or two lists pairwise."""
+    """vLLM's ``POST /score``: one text against many, or two lists pairwise; cosine scores with
+    an embedding model, the cross-encoder's scores (0..1) with a reranker."""
 
     text_1: Texts
     text_2: Texts
     model: str | None = None
     dimensions: PositiveInt | None = None
     truncate_prompt_tokens: PositiveInt | None = None
+    instruction: Annotated[str, msgspec.Meta(
+        description="A reranker's task (Qwen3-Reranker's <Instruct>): localembed extension; "
+                    "embedding models refuse it.")] | None = None
 
-    def to_request(self) -> CompareRequest:
+    def to_request(self, reranker: bool = False) -> CompareRequest:
+        """The pairs to score; their options are for an embedding model (a reranker's come
+        from ``localembed.dialects.rerank.score_options``)."""
+        if self.instruction is not None and not reranker:
+            raise InputError("'instruction' applies to rerankers; this is an embedding model.",
+                             param="instruction")
         first = [self.text_1] if isinstance(self.text_1, str) else self.text_1
         second = [self.text_2] if isinstance(self.text_2, str) else self.text_2
         if len(first) == 1:

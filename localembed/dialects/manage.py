@@ -28,7 +28,7 @@ class ImportBody(msgspec.Struct, kw_only=True):
 class CatalogEntry(msgspec.Struct, kw_only=True):
     id: str
     family: str
-    dimensions: int
+    dimensions: int | None  # None for rerankers: they make no vectors
     context: int
     license: str
     description: str
@@ -41,6 +41,7 @@ class CatalogEntry(msgspec.Struct, kw_only=True):
     recommended: bool = False
     builtin: bool = False
     aliases: list[str] = msgspec.field(default_factory=list)
+    kind: Literal["embedding", "reranker"] = "embedding"
 
 
 class Catalog(msgspec.Struct):

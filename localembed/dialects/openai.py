@@ -206,6 +206,8 @@ class ModelCard(msgspec.Struct, kw_only=True):
     max_seq_length: int | None = None
     max_tokens: int | None = None
     family: str | None = None
+    # "embedding" (POST /v1/embeddings) or "reranker" (POST /v1/rerank); None if undescribed.
+    kind: Literal["embedding", "reranker"] | None = None
     matryoshka_dimensions: list[int] | None = None
     missing: bool = False
     error: str | None = None

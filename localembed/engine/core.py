@@ -499,9 +499,10 @@ class Engine:
                            max_tokens=limit)
         try:
             text = self._cut(document, cut)
-        except InputError as exc:
-            raise InputError(f"document {index}: {exc}", param="documents",
-                             code="context_length_exceeded") from exc
+        except InputError as exc:  # far too long: refused before tokenizing all of it
+            raise InputError(f"document {index} is longer than this reranker takes ({limit} "
+                             "tokens with the query). Shorten it or allow truncation",
+                             param="documents", code="context_length_exceeded") from exc
         body = self.runner.tokenize(frame.document_space + text, special=False) if text else []
         if len(body) > room:
             if options.truncate == "none":

@@ -282,7 +282,15 @@ class LlamaRunner:
         if self._lm_head and info.vocab_size:
             cap = LOGITS_BUDGET_BYTES // (info.vocab_size * 4) // 32 * 32
             self.batch_tokens = min(self.batch_tokens, max(32, cap))
-        self.flash_attn = options.flash_attn
+        # A reranker's score is one number read off a head, so it is computed in f32 throughout:
+        # flash attention and the default f16 K/V cache moved Qwen3-Reranker's p(yes) by
+        # ~1.5e-3 from an exact forward pass and made a cross-encoder's score depend on its
+        # batch-mates by ~2e-3. The cost is attention's share of the compute (small for real
+        # model widths).
+        reranker = info.kind == "reranker"
+        self.flash_attn = options.flash_attn and not reranker
+        exact_cache = ({"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
+                       if reranker else {})
         try:
             # Llama's own context goes unused (it cannot be given a smaller n_seq_max, and
             # llama.cpp zeroes vocabulary x n_seq_max floats for every context): a minimal
@@ -299,6 +307,7 @@ class LlamaRunner:
                 n_gpu_layers=self.gpu_layers,
                 flash_attn=self.flash_attn,
                 verbose=False,
+                **exact_cache,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc

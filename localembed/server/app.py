@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, g, request
 
 from localembed import __version__
 from localembed.registry import Registry
-from localembed.server import cohere, manage, ollama, openai, security, webui
+from localembed.server import cohere, manage, ollama, openai, rerank, security, webui
 from localembed.server.errors import APIError, error_body, register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
@@ -77,6 +77,7 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app.register_blueprint(ollama.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(cohere.bp)
+    app.register_blueprint(rerank.bp)
     app.register_blueprint(webui.bp)
 
     @app.before_request

@@ -1,9 +1,12 @@
 """Errors in each dialect's own shape, for every failure the server can meet.
 
 OpenAI clients parse ``{"error": {"message", "type", "param", "code"}}``; Ollama clients parse
-``{"error": "..."}``. Which one a request gets depends only on its path, so even a 404 for an
-unknown route or a 413 for a huge body is answered in the shape its client understands, and no
-failure ever reaches the client as an HTML page or a stack trace.
+``{"error": "..."}``; Cohere's ``{"id", "message"}``; Hugging Face TEI's ``{"error",
+"error_type"}``. Which one a request gets depends on its path, so even a 404 for an unknown
+route or a 413 for a huge body is answered in the shape its client understands, and no failure
+ever reaches the client as an HTML page or a stack trace. The one path two dialects share,
+``/rerank``, is told apart by its body: a view that recognises TEI's marks the request with
+``use_error_shape("tei")``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import errno
 import logging
 import uuid
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
@@ -62,8 +65,20 @@ def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
-def error_body(path: str, error: APIError) -> dict:
-    """The error in the shape the dialect of ``path`` uses."""
+# TEI's error_type for a status: its clients read the message and the type.
+_TEI_TYPES = {503: "Overloaded", 429: "Overloaded"}
+
+
+def use_error_shape(shape: str) -> None:
+    """Answer this request's errors in ``shape`` ("tei") rather than its path's."""
+    g.error_shape = shape
+
+
+def error_body(path: str, error: APIError, shape: str | None = None) -> dict:
+    """The error in the shape the dialect of ``path`` (or the request's ``shape``) uses."""
+    if shape == "tei":
+        kind = _TEI_TYPES.get(error.status, "Backend" if error.status >= 500 else "Validation")
+        return {"error": error.message, "error_type": kind}
     if is_ollama_path(path):
         return {"error": error.message}
     if path.startswith("/v2/"):  # Cohere
@@ -73,7 +88,7 @@ def error_body(path: str, error: APIError) -> dict:
 
 
 def error_response(error: APIError) -> Response:
-    response = jsonify(error_body(request.path, error))
+    response = jsonify(error_body(request.path, error, g.get("error_shape")))
     response.status_code = error.status
     response.headers.update(error.headers)
     return response

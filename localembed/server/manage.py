@@ -48,7 +48,7 @@ def catalog() -> Response:
             dimensions=e.dimensions, context=e.context, license=e.license,
             description=e.description, quantization=e.quantization, size_bytes=e.size,
             pinned=e.pinned, recommended=e.recommended, aliases=list(e.aliases),
-            installed=e.id in have))
+            installed=e.id in have, kind=e.kind))
     return reply(manage.Catalog(entries))
 
 

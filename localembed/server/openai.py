@@ -8,7 +8,7 @@ import time
 
 from flask import Blueprint, Response
 
-from localembed.dialects import local, openai
+from localembed.dialects import local, openai, rerank
 from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import APIError
 from localembed.server.state import state
@@ -41,7 +41,7 @@ def model_card(model_id: str) -> openai.ModelCard:
         card.size_bytes, card.dimensions = d["size_bytes"], d["dimensions"]
         card.rss_bytes = d["rss_bytes"]
         card.context_length, card.max_seq_length = d["context_length"], d["max_seq_length"]
-        card.max_tokens, card.family = d["max_tokens"], d["family"]
+        card.max_tokens, card.family, card.kind = d["max_tokens"], d["family"], d["kind"]
         card.matryoshka_dimensions = d["matryoshka_dimensions"]
         return card
     try:
@@ -53,7 +53,7 @@ def model_card(model_id: str) -> openai.ModelCard:
         return card
     card.created, card.size_bytes = int(d["modified"]), d["size_bytes"]
     card.dimensions, card.context_length = d["dimensions"], d["context_length"]
-    card.max_seq_length, card.family = d["max_seq_length"], d["family"]
+    card.max_seq_length, card.family, card.kind = d["max_seq_length"], d["family"], d["kind"]
     card.matryoshka_dimensions = d["matryoshka_dimensions"]
     return card
 
@@ -98,11 +98,22 @@ def similarity_matrix() -> Response:
 @bp.post("/score")
 @bp.post("/v1/score")
 def score() -> Response:
-    """vLLM's cosine scores of text pairs."""
+    """vLLM's scores of text pairs: cosine with an embedding model, the cross-encoder's score
+    with a reranker."""
     st = state()
-    result = st.service.compare(body(local.ScoreRequest).to_request(), abandoned=client_gone())
-    st.metrics.count_work(result.inputs, result.total_tokens)
-    return reply(local.score_response(result))
+    request = body(local.ScoreRequest)
+    engine = st.service.engine(request.model)
+    if engine.kind != "reranker":
+        result = st.service.compare(request.to_request(), engine, abandoned=client_gone())
+        st.metrics.count_work(result.inputs, result.total_tokens)
+        return reply(local.score_response(result))
+    options = rerank.score_options(engine, request.dimensions, request.truncate_prompt_tokens,
+                                   request.instruction)
+    pairs = request.to_request(reranker=True)
+    model, scores, tokens = rerank.cross_scores(st.service, engine, pairs, options,
+                                                client_gone())
+    st.metrics.count_work(len(pairs.pairs), tokens)
+    return reply(rerank.score_response(model, scores, tokens))
 
 
 @bp.post("/tokenize")

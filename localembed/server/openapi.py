@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from localembed import __version__
-from localembed.dialects import cohere, local, manage, ollama, openai
+from localembed.dialects import cohere, local, manage, ollama, openai, rerank
 
 
 class Error(msgspec.Struct):
@@ -39,6 +39,13 @@ class CohereError(msgspec.Struct):
     message: str
 
 
+class TEIError(msgspec.Struct):
+    """Hugging Face TEI's error (/rerank with a TEI body)."""
+
+    error: str
+    error_type: str
+
+
 class Health(msgspec.Struct):
     status: str
     version: str
@@ -61,15 +68,19 @@ READ_ERRORS = (401, 403, 500)
 
 @dataclass(frozen=True)
 class Route:
-    """One operation: method, path, what it takes and what it answers."""
+    """One operation: method, path, what it takes and what it answers.
+
+    ``request``, ``response`` and ``error`` may be a tuple of types: a path two dialects share
+    (``/rerank``) takes and answers either one's shape (``anyOf``).
+    """
 
     method: str
     path: str
     summary: str
-    response: Any  # a msgspec type, or a media type string for non-JSON answers
+    response: Any  # a msgspec type (or tuple), or a media type string for non-JSON answers
     request: Any = None
     errors: tuple[int, ...] = ERRORS
-    error: type = Error
+    error: Any = Error
     query: tuple[tuple[str, str], ...] = ()  # (name, JSON type)
 
     @property
@@ -134,8 +145,19 @@ def _routes() -> list[Route]:
                   errors=READ_ERRORS),
         ]
     for path in ("/score", "/v1/score"):
-        routes.append(Route("post", path, "Cosine scores of text pairs (vLLM)",
+        routes.append(Route("post", path, "Scores of text pairs (vLLM): cosine with an "
+                            "embedding model, the cross-encoder's with a reranker",
                             local.ScoreResponse, local.ScoreRequest))
+    routes += [
+        Route("post", "/v1/rerank", "Rank documents with a reranker (Cohere, Jina)",
+              rerank.RerankResponse, rerank.RerankRequest),
+        Route("post", "/v2/rerank", "Rank documents with a reranker (Cohere v2)",
+              rerank.RerankResponse, rerank.RerankRequest, error=CohereError),
+        Route("post", "/rerank", "Rank documents with a reranker: Jina's and Cohere's body "
+              "(documents) or Hugging Face TEI's (texts), each answered in its own shape",
+              (rerank.RerankResponse, rerank.TEIRerankResponse),
+              (rerank.RerankRequest, rerank.TEIRerankRequest), error=(Error, TEIError)),
+    ]
     return routes
 
 
@@ -146,29 +168,39 @@ def _content(schema: object, media: str = "application/json") -> dict:
     return {media: {"schema": schema}}
 
 
+def _types(value: Any) -> tuple:
+    """The types of a route's request, response or error (one, or a tuple of them)."""
+    if value is None or isinstance(value, str):
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
 @cache
 def openapi_document() -> dict:
-    types = {r.response for r in ROUTES if not isinstance(r.response, str)}
-    types |= {r.request for r in ROUTES if r.request is not None}
-    types |= {r.error for r in ROUTES}
+    types = {t for r in ROUTES for v in (r.response, r.request, r.error) for t in _types(v)}
     ordered = sorted(types, key=lambda t: getattr(t, "__name__", str(t)))
     schemas, components = msgspec.json.schema_components(
         ordered, ref_template="#/components/schemas/{name}")
     by_type = dict(zip(ordered, schemas, strict=True))
+
+    def schema(value: Any) -> dict:
+        found = [by_type[t] for t in _types(value)]
+        return found[0] if len(found) == 1 else {"anyOf": found}
+
     paths: dict[str, dict] = {}
     for route in ROUTES:
         if isinstance(route.response, str):
             ok = _content({"type": "string"}, route.response)
         else:
-            ok = _content(by_type[route.response])
+            ok = _content(schema(route.response))
         responses = {route.status: {"description": "OK", "content": ok}}
         for status in route.errors:
             responses[str(status)] = {"description": "Error",
-                                      "content": _content(by_type[route.error])}
+                                      "content": _content(schema(route.error))}
         operation: dict = {"summary": route.summary, "responses": responses}
         if route.request is not None:
             operation["requestBody"] = {"required": True,
-                                        "content": _content(by_type[route.request])}
+                                        "content": _content(schema(route.request))}
         parameters = [{"name": name, "in": "query", "required": False,
                        "schema": {"type": kind}} for name, kind in route.query]
         if "{model_id}" in route.path:
@@ -180,7 +212,8 @@ def openapi_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "localembed", "version": __version__,
-                 "description": "A local, OpenAI-compatible embeddings server."},
+                 "description": "A local, OpenAI-compatible embeddings and reranking "
+                                "server."},
         "components": {
             "schemas": components,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
