@@ -18,6 +18,9 @@ DOCS = ["a cat sleeps on the mat", "the sea is deep and cold", "bread needs flou
         "waves and water of the ocean", "the moon pulls the tides"]
 LONG = "word " * 9000  # past both synthetic rerankers' context (512 and 8192 tokens)
 
+# What sharing a decode with other pairs can move a score by (f32 sums in another order).
+BATCH_ROUNDING = 1e-4
+
 
 @pytest.fixture(scope="module")
 def qwen3(synthetic):
@@ -55,7 +58,7 @@ def test_cohere_sdk_rerank_orders_by_score_with_the_right_indices_and_top_n(qwen
     expected = engine.rerank(QUERY, DOCS).scores
     assert [r.index for r in response.results] == best_first(expected)[:2]
     assert [r.relevance_score for r in response.results] == pytest.approx(
-        [float(expected[i]) for i in best_first(expected)[:2]], abs=1e-6)
+        [float(expected[i]) for i in best_first(expected)[:2]], abs=BATCH_ROUNDING)
     assert response.id and response.meta.billed_units.search_units == 1
     everything = client.rerank(model=engine.id, query=QUERY, documents=DOCS)
     scores = [r.relevance_score for r in everything.results]
@@ -88,7 +91,7 @@ def test_jina_shape_takes_document_objects_and_returns_documents(qwen3) -> None:
         for r in body["results"]:
             assert r["document"] == {"text": DOCS[r["index"]]}
             assert r["relevance_score"] == pytest.approx(float(expected.scores[r["index"]]),
-                                                         abs=1e-6)
+                                                         abs=BATCH_ROUNDING)
             assert r["score_type"] == "probability" and "raw_score" not in r
         assert body["model"] == engine.id
         assert body["usage"] == {"prompt_tokens": expected.total_tokens,
@@ -114,9 +117,10 @@ def test_a_cross_encoder_reports_its_logit_and_sigmoid(xlmr) -> None:
     expected = engine.rerank(QUERY, DOCS)
     for r in body["results"]:
         assert r["score_type"] == "sigmoid"
-        assert r["raw_score"] == pytest.approx(float(expected.logits[r["index"]]), abs=1e-6)
+        assert r["raw_score"] == pytest.approx(float(expected.logits[r["index"]]),
+                                               abs=BATCH_ROUNDING)
         assert r["relevance_score"] == pytest.approx(float(expected.scores[r["index"]]),
-                                                     abs=1e-6)
+                                                     abs=BATCH_ROUNDING)
 
 
 def test_tei_shape_answers_a_list_with_text_and_raw_scores(xlmr) -> None:
@@ -126,11 +130,11 @@ def test_tei_shape_answers_a_list_with_text_and_raw_scores(xlmr) -> None:
     assert status == 200 and [r["index"] for r in body] == best_first(expected.scores)
     assert all(set(r) == {"index", "score"} for r in body)
     assert [r["score"] for r in body] == pytest.approx(
-        [float(expected.scores[r["index"]]) for r in body], abs=1e-6)
+        [float(expected.scores[r["index"]]) for r in body], abs=BATCH_ROUNDING)
     raw = call(url, "/rerank", {"query": QUERY, "texts": DOCS, "raw_scores": True,
                                 "return_text": True})[1]
     assert [r["score"] for r in raw] == pytest.approx(
-        [float(expected.logits[r["index"]]) for r in raw], abs=1e-6)
+        [float(expected.logits[r["index"]]) for r in raw], abs=BATCH_ROUNDING)
     assert [r["text"] for r in raw] == [DOCS[r["index"]] for r in raw]
 
 
@@ -139,7 +143,7 @@ def test_tei_raw_scores_of_qwen3_are_its_probabilities(qwen3) -> None:
     body = call(url, "/rerank", {"query": QUERY, "texts": DOCS, "raw_scores": True})[1]
     expected = engine.rerank(QUERY, DOCS).scores
     assert [r["score"] for r in body] == pytest.approx(
-        [float(expected[r["index"]]) for r in body], abs=1e-6)
+        [float(expected[r["index"]]) for r in body], abs=BATCH_ROUNDING)
 
 
 @pytest.mark.parametrize("path", ["/score", "/v1/score"])
@@ -148,12 +152,12 @@ def test_vllm_score_with_a_reranker_gives_its_scores(xlmr, path: str) -> None:
     status, body, _ = call(url, path, {"text_1": QUERY, "text_2": DOCS})
     assert status == 200 and [d["index"] for d in body["data"]] == list(range(len(DOCS)))
     assert [d["score"] for d in body["data"]] == pytest.approx(
-        engine.rerank(QUERY, DOCS).scores.tolist(), abs=1e-6)
+        engine.rerank(QUERY, DOCS).scores.tolist(), abs=BATCH_ROUNDING)
     pairwise = call(url, path, {"text_1": ["the sea", "bread"],
                                 "text_2": ["deep water", "flour"]})[1]
     assert [d["score"] for d in pairwise["data"]] == pytest.approx(
         [float(engine.rerank("the sea", ["deep water"]).scores[0]),
-         float(engine.rerank("bread", ["flour"]).scores[0])], abs=1e-6)
+         float(engine.rerank("bread", ["flour"]).scores[0])], abs=BATCH_ROUNDING)
     assert pairwise["usage"]["total_tokens"] == sum(
         len(engine.prepare_pair(q, d)) for q, d in [("the sea", "deep water"),
                                                     ("bread", "flour")])
@@ -165,9 +169,9 @@ def test_instruction_is_passed_to_qwen3_and_refused_by_a_cross_encoder(qwen3, xl
     body = call(url, "/v1/rerank", {"query": QUERY, "documents": DOCS, "instruction": task})[1]
     expected = engine.rerank(QUERY, DOCS, RerankOptions(instruction=task)).scores
     assert [r["relevance_score"] for r in body["results"]] == pytest.approx(
-        [float(expected[r["index"]]) for r in body["results"]], abs=1e-6)
+        [float(expected[r["index"]]) for r in body["results"]], abs=BATCH_ROUNDING)
     assert expected.tolist() != pytest.approx(engine.rerank(QUERY, DOCS).scores.tolist(),
-                                              abs=1e-6)
+                                              abs=BATCH_ROUNDING)
     status, body, _ = call(xlmr[0], "/v1/rerank", {"query": QUERY, "documents": DOCS,
                                                    "instruction": task})
     assert status == 400 and body["error"]["param"] == "instruction"
@@ -184,7 +188,7 @@ def test_max_tokens_per_doc_cuts_each_document(xlmr) -> None:
 
 def test_32_concurrent_rerank_requests_score_as_serial_ones(qwen3) -> None:
     """Each request gets its own documents' scores whatever it shares the workers' batches
-    with: as when sent alone, up to the float rounding that batch-mates bring (within 1e-3,
+    with: as when sent alone, up to the float rounding that batch-mates bring (within 1e-5,
     far below the gap between two requests' scores)."""
     url, _ = qwen3
     bodies = [{"query": f"{QUERY} {k}",
@@ -202,7 +206,7 @@ def test_32_concurrent_rerank_requests_score_as_serial_ones(qwen3) -> None:
     alone = [by_index(body) for _, body, _ in serial]
     for k, (status, body, _) in enumerate(concurrent):
         assert status == 200, body
-        assert by_index(body) == pytest.approx(alone[k], abs=1e-3)
+        assert by_index(body) == pytest.approx(alone[k], abs=1e-5)
         scores = [r["relevance_score"] for r in body["results"]]
         assert scores == sorted(scores, reverse=True)
     gaps = [max(abs(a - b) for a, b in zip(alone[k], alone[k + 1], strict=True))

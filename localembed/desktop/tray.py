@@ -8,9 +8,13 @@ backend), clicking the icon still does the useful thing: it opens the playground
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from localembed.desktop.controller import AppController
-from localembed.desktop.xdock import DockKeeper
+from localembed.desktop.xdock import DockKeeper, close_window
+
+# How long Quit waits for pystray's X11 loop to end before closing its window itself.
+STOP_GRACE_SECONDS = 3.0
 
 COLORS = {"ready": (79, 91, 213), "loading": (140, 146, 160), "paused": (230, 160, 30),
           "error": (217, 45, 32), "stopped": (140, 146, 160)}
@@ -45,6 +49,9 @@ class Tray:
         self.icon = pystray.Icon("localembed", icon_image(controller.status),
                                  "localembed", menu=self._menu())
         controller.on_change = self.refresh
+        self._keeper: DockKeeper | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._ended = threading.Event()
 
     def _menu(self):  # type: ignore[no-untyped-def]
         item, menu, c = self.pystray.MenuItem, self.pystray.Menu, self.controller
@@ -81,15 +88,21 @@ class Tray:
     def quit(self) -> None:
         self.controller.quit()
         self.icon.stop()
+        keeper = self._keeper
+        if (keeper is not None and threading.current_thread() is not self._loop_thread
+                and not self._ended.wait(STOP_GRACE_SECONDS)):
+            close_window(keeper.window_id)  # see xdock.close_window
 
     def run(self) -> None:
         """Show the icon until Quit (blocks)."""
-        keeper = self._dock_keeper()
+        self._keeper = keeper = self._dock_keeper()
+        self._loop_thread = threading.current_thread()
         if keeper is not None:
             keeper.start()
         try:
             self.icon.run()
         finally:
+            self._ended.set()
             if keeper is not None:
                 keeper.stop()
 

@@ -67,3 +67,28 @@ class DockKeeper:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def close_window(window_id: int) -> None:
+    """Destroy a window from a connection of our own.
+
+    pystray's X11 backend stops its loop when it sees its window destroyed; it destroys the
+    window on a message to itself, and under load that message was seen to go unanswered (the
+    loop kept waiting while Quit had returned). Destroying the window from outside ends the
+    loop the same way.
+    """
+    from Xlib import display as xdisplay
+
+    try:
+        conn = xdisplay.Display()
+    except Exception:  # no display left: nothing to close
+        return
+    try:
+        conn.create_resource_object("window", window_id).destroy()
+        conn.sync()
+    except Exception:  # already gone
+        log.debug("tray window already closed", exc_info=True)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
