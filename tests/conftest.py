@@ -279,3 +279,64 @@ def wait_for_icon(display: str, timeout: float = 20.0) -> int:
         time.sleep(0.5)
         count = accent_pixels(display)
     return count
+
+
+
+@pytest.fixture()
+def embedder_and_reranker(synthetic, app_home: Path):
+    """A live server whose default model is an embedding model ("embedder"), with a reranker
+    ("reranker") installed beside it and loaded on first use; yields (url, registry)."""
+    from localembed.settings import ServerConfig
+
+    embedder = install_model(app_home, "embedder", synthetic("bert"))
+    install_model(app_home, "reranker", synthetic("bert", head="rerank"))
+    with running(ServerConfig(), embedder) as (url, registry):
+        yield url, registry
+
+# -- the web UI in a real browser ----------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, Debian's (Playwright's own download is not reachable)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def watched_page(browser, url: str):  # -> Iterator[playwright Page]
+    """The playground at ``url``, failing its test on a console error, a page error or a
+    request to a host other than the server. What went wrong is in ``page.problems`` (a test
+    may take out what it expected) and must be empty at the end."""
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    host = urlsplit(url).netloc
+    page.on("console", lambda m: problems.append(f"console: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
+            if urlsplit(r.url).netloc != host else None)
+    try:
+        page.goto(url + "/")
+        expect(page.locator("#server-status")).to_have_class("pill ok")
+        page.problems = problems
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+

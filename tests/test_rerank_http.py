@@ -5,13 +5,12 @@ against the engine's own ``rerank`` on the same model."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from localembed.engine import RerankOptions
 from localembed.settings import ServerConfig
-from tests.conftest import call, install_model, running
+from tests.conftest import call, running
 
 QUERY = "how deep is the sea"
 DOCS = ["a cat sleeps on the mat", "the sea is deep and cold", "bread needs flour and water",
@@ -34,15 +33,6 @@ def xlmr(synthetic):
     """A live server whose default model is an XLM-RoBERTa-style cross-encoder."""
     with running(ServerConfig(), synthetic("bert", head="rerank")) as (url, registry):
         yield url, registry.default
-
-
-@pytest.fixture()
-def mixed(synthetic, app_home: Path):
-    """An embedding model as the default, with a reranker installed beside it."""
-    embedder = install_model(app_home, "embedder", synthetic("bert"))
-    install_model(app_home, "reranker", synthetic("bert", head="rerank"))
-    with running(ServerConfig(), embedder) as (url, registry):
-        yield url, registry
 
 
 def best_first(scores) -> list[int]:  # type: ignore[no-untyped-def]
@@ -265,8 +255,9 @@ def test_vllm_score_errors_are_openai_shaped(xlmr) -> None:
     assert call(url, "/score", {"text_1": QUERY, "text_2": DOCS})[0] == 200
 
 
-def test_an_embedding_model_asked_to_rerank_is_a_400_asking_for_a_reranker(mixed) -> None:
-    url, _ = mixed
+def test_an_embedding_model_asked_to_rerank_is_a_400_asking_for_a_reranker(
+        embedder_and_reranker) -> None:
+    url, _ = embedder_and_reranker
     for path, body, shape in [
             ("/v1/rerank", {"model": "embedder", "query": QUERY, "documents": DOCS}, "openai"),
             ("/v2/rerank", {"model": "embedder", "query": QUERY, "documents": DOCS}, "cohere"),
@@ -278,8 +269,9 @@ def test_an_embedding_model_asked_to_rerank_is_a_400_asking_for_a_reranker(mixed
             assert answer["error"]["code"] == "wrong_model_kind"
 
 
-def test_a_reranker_asked_for_embeddings_is_a_400_asking_for_an_embedding_model(mixed) -> None:
-    url, _ = mixed
+def test_a_reranker_asked_for_embeddings_is_a_400_asking_for_an_embedding_model(
+        embedder_and_reranker) -> None:
+    url, _ = embedder_and_reranker
     for path, body, shape in [("/v1/embeddings", {"model": "reranker", "input": "a"}, "openai"),
                               ("/embeddings", {"model": "reranker", "input": "a"}, "openai"),
                               ("/v2/embed", {"model": "reranker", "texts": ["a"]}, "cohere"),
@@ -297,8 +289,9 @@ def test_a_reranker_asked_for_embeddings_is_a_400_asking_for_an_embedding_model(
     assert call(url, "/v1/embeddings", {"input": "a"})[0] == 200
 
 
-def test_a_rerank_request_without_a_model_finds_the_installed_reranker(mixed) -> None:
-    url, registry = mixed
+def test_a_rerank_request_without_a_model_finds_the_installed_reranker(
+        embedder_and_reranker) -> None:
+    url, registry = embedder_and_reranker
     status, body, _ = call(url, "/rerank", {"query": QUERY, "texts": DOCS})
     assert status == 200 and len(body) == len(DOCS)
     expected = registry.get("reranker").rerank(QUERY, DOCS).scores
@@ -306,8 +299,8 @@ def test_a_rerank_request_without_a_model_finds_the_installed_reranker(mixed) ->
     assert registry.default_id == "embedder"  # the default is unchanged
 
 
-def test_models_list_says_which_kind_each_model_is(mixed) -> None:
-    url, _ = mixed
+def test_models_list_says_which_kind_each_model_is(embedder_and_reranker) -> None:
+    url, _ = embedder_and_reranker
     call(url, "/v1/rerank", {"model": "reranker", "query": QUERY, "documents": DOCS})
     cards = {m["id"]: m for m in call(url, "/v1/models")[1]["data"]}
     assert cards["embedder"]["kind"] == "embedding"

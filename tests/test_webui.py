@@ -6,33 +6,21 @@ Screenshots of each page land in artifacts/ for review.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from localembed import catalog
 from localembed.settings import ServerConfig
-from tests.conftest import call, running
+from tests.conftest import call, running, watched_page
 from tests.hub import StandInHub
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 ENTRY = catalog.lookup("qwen3-embedding-0.6b-f16")
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> & <b>bold</b>'
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert Path(CHROMIUM).exists(), "Debian's chromium is required (apt-get install chromium)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture()
@@ -48,23 +36,9 @@ def server(synthetic, app_home: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture()
-def page(browser, server) -> Page:
-    url = server[0]
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    host = urlsplit(url).netloc
-    page.on("console", lambda m: problems.append(f"console: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
-            if urlsplit(r.url).netloc != host else None)
-    page.goto(url + "/")
-    expect(page.locator("#server-status")).to_have_class("pill ok")
-    page.problems = problems  # type: ignore[attr-defined]
-    yield page
-    context.close()
-    assert problems == []
+def page(browser: Browser, server) -> Iterator[Page]:
+    with watched_page(browser, server[0]) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:

@@ -2,23 +2,19 @@
 says which models are rerankers, the Similarity tab ranks with a reranker (next to the cosine
 order when an embedding model is installed too), and the heatmap fits its card.
 
-As in tests/test_webui.py (whose Chromium and screenshot helpers these reuse), every page fails
-its test on a console error, a page error or a request to a host other than the server.
+As in tests/test_webui.py, every page fails its test on a console error, a page error or a
+request to a host other than the server (``watched_page`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from localembed.settings import ServerConfig
-from tests.conftest import call, install_model, running
-from tests.test_webui import ARGS, CHROMIUM, shot
+from tests.conftest import call, watched_page
+from tests.test_webui import shot
 
 QUERY = "how do I cook pasta?"
 DOCS = ["Boil the spaghetti in salted water for ten minutes.",
@@ -30,47 +26,9 @@ CATALOG_RERANKER = "bge-reranker-v2-m3-q8_0"
 CATALOG_EMBEDDER = "qwen3-embedding-0.6b-f16"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@contextmanager
-def watched_page(browser: Browser, url: str) -> Iterator[Page]:
-    """The playground at ``url``, failing on console errors, page errors and foreign requests."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    host = urlsplit(url).netloc
-    page.on("console", lambda m: problems.append(f"console: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
-            if urlsplit(r.url).netloc != host else None)
-    try:
-        page.goto(url + "/")
-        expect(page.locator("#server-status")).to_have_class("pill ok")
-        yield page
-    finally:
-        context.close()
-    assert problems == []
-
-
 @pytest.fixture()
-def server(synthetic, app_home: Path):
-    """An embedding model (the default) and a reranker (installed, loaded on first use)."""
-    embedder = install_model(app_home, "embedder", synthetic("bert"))
-    install_model(app_home, "reranker", synthetic("bert", head="rerank"))
-    with running(ServerConfig(), embedder) as (url, registry):
-        yield url, registry
-
-
-@pytest.fixture()
-def page(browser: Browser, server) -> Iterator[Page]:
-    with watched_page(browser, server[0]) as page:
+def page(browser: Browser, embedder_and_reranker) -> Iterator[Page]:
+    with watched_page(browser, embedder_and_reranker[0]) as page:
         yield page
 
 
@@ -114,8 +72,9 @@ def test_only_embedding_models_are_offered_for_vectors(page: Page) -> None:
     expect(page.locator("#sim-reranker")).to_have_value("reranker")
 
 
-def test_similarity_shows_cosine_and_reranker_orders_side_by_side(page: Page, server) -> None:
-    url = server[0]
+def test_similarity_shows_cosine_and_reranker_orders_side_by_side(
+        page: Page, embedder_and_reranker) -> None:
+    url = embedder_and_reranker[0]
     fill_similarity(page, QUERY, DOCS)
     page.click("#sim-run")
     cosine, rerank = page.locator("#sim-rows li"), page.locator("#rr-rows li")
