@@ -29,12 +29,9 @@ def live(synthetic):
         yield url
 
 
-def test_api_conforms_to_its_openapi_document(live: str) -> None:
-    schema = schemathesis.openapi.from_url(live + "/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
-    labels = {op.label for op in operations}
-    assert {"POST /v1/embeddings", "POST /api/embed", "GET /v1/models", "POST /tokenize",
-            "POST /v1/similarity", "GET /metrics"} <= labels
+def fuzz(url: str, operations: list) -> list[int]:  # type: ignore[type-arg]
+    """Generated requests for each operation against the server at ``url``, each response
+    checked against the document; their status codes."""
     calls: list[int] = []
     for operation in operations:
 
@@ -42,13 +39,35 @@ def test_api_conforms_to_its_openapi_document(live: str) -> None:
         @settings(max_examples=40, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case) -> None:  # type: ignore[no-untyped-def]
-            response = case.call_and_validate(base_url=live, checks=CHECKS)
+            response = case.call_and_validate(base_url=url, checks=CHECKS)
             calls.append(response.status_code)
 
         try:
             check()
         except Exception as exc:
             raise AssertionError(f"{operation.label}: {exc}") from exc
+    return calls
+
+
+def test_api_conforms_to_its_openapi_document(live: str) -> None:
+    schema = schemathesis.openapi.from_url(live + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    labels = {op.label for op in operations}
+    assert {"POST /v1/embeddings", "POST /api/embed", "GET /v1/models", "POST /tokenize",
+            "POST /v1/similarity", "GET /metrics"} <= labels
+    calls = fuzz(live, operations)
     assert len(calls) >= 10 * len(operations)
     assert any(code == 200 for code in calls) and any(400 <= code < 500 for code in calls)
     print(f"schemathesis: {len(calls)} requests over {len(operations)} operations")
+
+
+def test_rerank_routes_conform_to_the_openapi_document_with_a_reranker(synthetic) -> None:
+    """The rerank and score operations against a reranker: 200s and 400s alike match the
+    document (both of /rerank's shapes), and none is a 5xx."""
+    with running(ServerConfig(), synthetic("bert", head="rerank")) as (url, _):
+        schema = schemathesis.openapi.from_url(url + "/openapi.json")
+        wanted = {"POST /v1/rerank", "POST /v2/rerank", "POST /rerank", "POST /score"}
+        operations = [r.ok() for r in schema.get_all_operations() if r.ok().label in wanted]
+        assert {op.label for op in operations} == wanted
+        statuses = fuzz(url, operations)
+    assert 200 in statuses and 400 in statuses
