@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -240,6 +241,14 @@ class Engine:
             else self.family.rerank_template is not None,
         }
 
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        """Hold the model for tokenizing and queueing; EngineClosed once it is unloaded."""
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the model has been unloaded")
+            yield
+
     # -- tokenization --------------------------------------------------------------------------
 
     def prompt(self, options: EmbedOptions) -> str:
@@ -251,9 +260,7 @@ class Engine:
     def prepare(self, item: Input, options: EmbedOptions = EmbedOptions(),
                 index: int = 0) -> list[int]:
         """The exact token sequence the model will see for one input."""
-        with self._lock:
-            if self._closed:
-                raise EngineClosed("the model has been unloaded")
+        with self._open():
             return self._prepare(item, options, index)
 
     def _prepare(self, item: Input, options: EmbedOptions, index: int) -> list[int]:
@@ -332,9 +339,7 @@ class Engine:
         return self.prepare(text, options)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        with self._lock:
-            if self._closed:
-                raise EngineClosed("the model has been unloaded")
+        with self._open():
             return self.runner.detokenize(list(tokens))
 
     # -- embedding -----------------------------------------------------------------------------
@@ -357,16 +362,25 @@ class Engine:
         """
         self._require("embedding")
         dimensions = self._check(options)
-        with self._lock:
-            if self._closed:
-                raise EngineClosed("the model has been unloaded")
+        with self._open():
             sequences = [self._prepare(item, options, i) for i, item in enumerate(inputs)]
-            counts = [len(s) for s in sequences]
-            if max_total_tokens is not None and sum(counts) > max_total_tokens:
-                raise InputError(f"the request holds {sum(counts)} tokens; at most "
-                                 f"{max_total_tokens} are allowed per request", param="input",
-                                 code="too_many_tokens")
-            raw = self.batcher.submit(sequences)
+            return self._enqueue(
+                sequences, max_total_tokens, "input",
+                lambda pooled, counts: EmbeddingResult(
+                    finish(pooled, dimensions, options.normalize), counts))
+
+    def _enqueue(self, sequences: list[list[int]], max_total_tokens: int | None, param: str,
+                 make: Callable[[np.ndarray, list[int]], object]) -> Future:
+        """Queue a request's sequences (holding ``_open``); the future yields ``make(pooled
+        outputs, tokens per sequence)``, and cancelling it (a timeout, a client gone) drops
+        what is still queued. A request over ``max_total_tokens`` fails here, in the caller's
+        thread, and never reaches the workers."""
+        counts = [len(s) for s in sequences]
+        if max_total_tokens is not None and sum(counts) > max_total_tokens:
+            raise InputError(f"the request holds {sum(counts)} tokens; at most "
+                             f"{max_total_tokens} are allowed per request", param=param,
+                             code="too_many_tokens")
+        raw = self.batcher.submit(sequences)
         result: Future = Future()
 
         def done(f: Future) -> None:
@@ -377,12 +391,9 @@ class Engine:
             elif f.exception() is not None:
                 result.set_exception(f.exception())
             else:
-                result.set_result(
-                    EmbeddingResult(finish(f.result(), dimensions, options.normalize), counts)
-                )
+                result.set_result(make(f.result(), counts))
 
         raw.add_done_callback(done)
-        # Cancelling the result (a timeout, a client gone) drops the queued sequences.
         result.add_done_callback(lambda f: raw.cancel() if f.cancelled() else None)
         return result
 
@@ -460,9 +471,7 @@ class Engine:
                      options: RerankOptions = RerankOptions()) -> list[int]:
         """The exact tokens the reranker sees for one (query, document) pair."""
         self._require("reranker")
-        with self._lock:
-            if self._closed:
-                raise EngineClosed("the model has been unloaded")
+        with self._open():
             frame = self._pair_frame(options)
             return self._pair(frame, self._query_tokens(frame, query, options), document,
                               options, 0)
@@ -523,42 +532,24 @@ class Engine:
         self._require("reranker")
         if not documents:
             raise InputError("documents must hold at least one document", param="documents")
-        with self._lock:
-            if self._closed:
-                raise EngineClosed("the model has been unloaded")
+        with self._open():
             frame = self._pair_frame(options)
             query_tokens = self._query_tokens(frame, query, options)
             sequences = [self._pair(frame, query_tokens, doc, options, i)
                          for i, doc in enumerate(documents)]
-            counts = [len(s) for s in sequences]
-            if max_total_tokens is not None and sum(counts) > max_total_tokens:
-                raise InputError(f"the request holds {sum(counts)} tokens; at most "
-                                 f"{max_total_tokens} are allowed per request",
-                                 param="documents", code="too_many_tokens")
-            raw = self.batcher.submit(sequences)
-        yes = self.runner.labels.index("yes") if "yes" in self.runner.labels else 0
+            return self._enqueue(sequences, max_total_tokens, "documents", self._relevance)
+
+    def _relevance(self, pooled: np.ndarray, counts: list[int]) -> RerankResult:
+        """Scores from the head's outputs: p("yes") after llama.cpp's softmax over the labels,
+        or the sigmoid of a cross-encoder's single logit."""
         score_type = self.score_type or "sigmoid"
-        result: Future = Future()
-
-        def done(f: Future) -> None:
-            if result.done():
-                return
-            if f.cancelled():
-                result.cancel()
-            elif f.exception() is not None:
-                result.set_exception(f.exception())
-            else:
-                out = f.result()
-                if score_type == "probability":
-                    scores, logits = out[:, yes].astype(np.float32), None
-                else:
-                    logits = out[:, 0].astype(np.float32)
-                    scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-                result.set_result(RerankResult(scores, logits, counts, score_type))
-
-        raw.add_done_callback(done)
-        result.add_done_callback(lambda f: raw.cancel() if f.cancelled() else None)
-        return result
+        if score_type == "probability":
+            labels = self.runner.labels
+            yes = labels.index("yes") if "yes" in labels else 0
+            return RerankResult(pooled[:, yes].astype(np.float32), None, counts, score_type)
+        logits = pooled[:, 0].astype(np.float32)
+        scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        return RerankResult(scores, logits, counts, score_type)
 
     def rerank(self, query: str, documents: Sequence[str],
                options: RerankOptions | None = None, timeout: float | None = None,
