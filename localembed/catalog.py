@@ -80,6 +80,16 @@ def _qwen(params: str, quant: str, dims: int, approx: str, **kw: object) -> Cata
         quantization=quant, **kw)  # type: ignore[arg-type]
 
 
+def _qwen_reranker(params: str, quant: str, approx: str, repo: str, filename: str,
+                   aliases: tuple[str, ...] = (), **kw: object) -> CatalogEntry:
+    return CatalogEntry(
+        id=f"qwen3-reranker-{params.lower()}-{quant.lower()}", repo=repo, filename=filename,
+        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
+        description=_QWEN_RERANK_DESC.format(size=params) + f" {quant}, about {approx}.",
+        quantization=quant, kind="reranker",
+        aliases=(*aliases, f"qwen3-reranker-{params.lower()}"), **kw)  # type: ignore[arg-type]
+
+
 CATALOG: tuple[CatalogEntry, ...] = (
     # EmbeddingGemma without its Dense projection (dense_2, dense_3) gives wrong vectors, and
     # ggml-org's first uploads lacked it (llama.cpp issue #18677, January 2026). Evidence that
@@ -154,35 +164,16 @@ CATALOG: tuple[CatalogEntry, ...] = (
     #   a43c7c9b11a4c1517e5bf95151960e1621d1b72f7a493364b01e386cf1aaa1d3, 635,676,416 bytes
     #   (also a candidate pin). Fallback: klnstpr/bge-reranker-v2-m3-Q8_0-GGUF, a GGUF-my-repo
     #   conversion (bge-reranker-v2-m3-q8_0.gguf).
-    CatalogEntry(
-        id="qwen3-reranker-0.6b-q8_0",
-        repo="ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF",
-        filename="qwen3-reranker-0.6b-q8_0.gguf",
-        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
-        description=_QWEN_RERANK_DESC.format(size="0.6B") + " Q8_0, about 640 MB.",
-        quantization="Q8_0", kind="reranker",
-        aliases=("qwen3-reranker", "qwen3-reranker-0.6b"),
-        fallbacks=(Source("Voodisss/Qwen3-Reranker-0.6B-GGUF-llama_cpp",
-                          "Qwen3-Reranker-0.6B.Q8_0.gguf"),),
-    ),
-    CatalogEntry(
-        id="qwen3-reranker-4b-q4_k_m",
-        repo="giladgd/Qwen3-Reranker-4B-GGUF",
-        filename="Qwen3-Reranker-4B.Q4_K_M.gguf",
-        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
-        description=_QWEN_RERANK_DESC.format(size="4B") + " Q4_K_M, about 2.5 GB.",
-        quantization="Q4_K_M", kind="reranker", aliases=("qwen3-reranker-4b",),
-        fallbacks=(Source("Voodisss/Qwen3-Reranker-4B-GGUF-llama_cpp",
-                          "Qwen3-Reranker-4B-Q4_K_M.gguf"),),
-    ),
-    CatalogEntry(
-        id="qwen3-reranker-8b-q4_k_m",
-        repo="Voodisss/Qwen3-Reranker-8B-GGUF-llama_cpp",
-        filename="Qwen3-Reranker-8B-Q4_K_M.gguf",
-        family="qwen3", dimensions=None, context=32768, license="apache-2.0",
-        description=_QWEN_RERANK_DESC.format(size="8B") + " Q4_K_M, about 4.7 GB.",
-        quantization="Q4_K_M", kind="reranker", aliases=("qwen3-reranker-8b",),
-    ),
+    _qwen_reranker("0.6B", "Q8_0", "640 MB", "ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF",
+                   "qwen3-reranker-0.6b-q8_0.gguf", aliases=("qwen3-reranker",),
+                   fallbacks=(Source("Voodisss/Qwen3-Reranker-0.6B-GGUF-llama_cpp",
+                                     "Qwen3-Reranker-0.6B.Q8_0.gguf"),)),
+    _qwen_reranker("4B", "Q4_K_M", "2.5 GB", "giladgd/Qwen3-Reranker-4B-GGUF",
+                   "Qwen3-Reranker-4B.Q4_K_M.gguf",
+                   fallbacks=(Source("Voodisss/Qwen3-Reranker-4B-GGUF-llama_cpp",
+                                     "Qwen3-Reranker-4B-Q4_K_M.gguf"),)),
+    _qwen_reranker("8B", "Q4_K_M", "4.7 GB", "Voodisss/Qwen3-Reranker-8B-GGUF-llama_cpp",
+                   "Qwen3-Reranker-8B-Q4_K_M.gguf"),
     CatalogEntry(
         id="bge-reranker-v2-m3-q8_0",
         repo="gpustack/bge-reranker-v2-m3-GGUF",
