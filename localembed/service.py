@@ -136,15 +136,20 @@ class Service:
         self.check_count(len(request.inputs), request.field)
         engine = engine or self.engine(request.model)
         inputs = list(request.inputs)
-        try:
-            future = engine.submit(inputs, request.options,
-                                   max_total_tokens=self.limits.max_request_tokens)
-        except EngineClosed:  # switched or unloaded since lookup: ask again by the same name
-            engine = self.engine(request.model)
-            future = engine.submit(inputs, request.options,
-                                   max_total_tokens=self.limits.max_request_tokens)
+        engine, future = self.submit(engine, request.model, lambda e: e.submit(
+            inputs, request.options, max_total_tokens=self.limits.max_request_tokens))
         result: EmbeddingResult = self.wait(future, abandoned)
         return Embedded(engine.id, result.vectors, result.tokens)
+
+    def submit(self, engine: Engine, name: str | None,
+               submit: Callable[[Engine], Future[T]]) -> tuple[Engine, Future[T]]:
+        """``submit(engine)``; when the model was switched or unloaded since it was looked
+        up, asked again once of the model ``name`` now means."""
+        try:
+            return engine, submit(engine)
+        except EngineClosed:
+            engine = self.engine(name)
+            return engine, submit(engine)
 
     def wait(self, future: Future[T], abandoned: Callable[[], bool] | None = None) -> T:
         """The result of work submitted for a request (embeddings or a rerank), within the

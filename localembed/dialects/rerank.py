@@ -27,6 +27,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
@@ -36,7 +37,7 @@ import numpy as np
 from localembed.dialects.cohere import CohereApiVersion
 from localembed.dialects.common import Usage
 from localembed.dialects.local import ScoreItem, ScoreResponse
-from localembed.engine import Engine, EngineClosed, InputError, RerankOptions, RerankResult
+from localembed.engine import Engine, InputError, RerankOptions, RerankResult
 from localembed.service import CompareRequest, Service
 
 Query = Annotated[str, msgspec.Meta(min_length=1, description="The text to rank against.")]
@@ -185,17 +186,6 @@ class Reranked:
         return sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:top_n]
 
 
-def _submit(service: Service, engine: Engine, submit: Callable[[Engine], object]
-            ) -> tuple[Engine, object]:
-    """``submit(engine)``, asked again by the same name once if the model was switched or
-    unloaded since it was looked up (as the service does for embeddings)."""
-    try:
-        return engine, submit(engine)
-    except EngineClosed:
-        engine = service.engine(engine.id)
-        return engine, submit(engine)
-
-
 def _document_limit(engine: Engine, query: str, options: RerankOptions,
                     max_document_tokens: int | None) -> RerankOptions:
     """Cohere's per-document token limit as the core's per-pair one (the query and the
@@ -213,13 +203,13 @@ def rerank(service: Service, engine: Engine, query: str, documents: Sequence[str
     """Score ``documents`` against ``query`` on ``engine`` within the service's limits."""
     service.check_count(len(documents), field)
 
-    def submit(e: Engine) -> object:
+    def submit(e: Engine) -> Future:
         return e.submit_rerank(query, documents, _document_limit(e, query, options,
                                                                  max_document_tokens),
                                max_total_tokens=service.limits.max_request_tokens)
 
-    engine, future = _submit(service, engine, submit)
-    return Reranked(engine.id, service.wait(future, abandoned))  # type: ignore[arg-type]
+    engine, future = service.submit(engine, engine.id, submit)
+    return Reranked(engine.id, service.wait(future, abandoned))
 
 
 def cross_scores(service: Service, engine: Engine, request: CompareRequest,
@@ -241,11 +231,11 @@ def cross_scores(service: Service, engine: Engine, request: CompareRequest,
             documents = [request.right[request.pairs[k][1]] for k in ks]
 
             def submit(e: Engine, query: str = request.left[left],
-                       documents: list[str] = documents) -> object:
+                       documents: list[str] = documents) -> Future:
                 return e.submit_rerank(query, documents, options,
                                        max_total_tokens=service.limits.max_request_tokens)
 
-            engine, future = _submit(service, engine, submit)
+            engine, future = service.submit(engine, engine.id, submit)
             futures.append((ks, future))
         for ks, future in futures:
             result: RerankResult = service.wait(future, abandoned)  # type: ignore[assignment]
