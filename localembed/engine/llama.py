@@ -312,12 +312,11 @@ class LlamaRunner:
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
         model = self.llm._model.model
-        self.reranker = info.pooling == int(llama_cpp.LLAMA_POOLING_TYPE_RANK)
         # A reranker's pooled output is its classification head's: one float per label.
-        self.dimensions = int(llama_cpp.llama_model_n_cls_out(model) if self.reranker
+        self.dimensions = int(llama_cpp.llama_model_n_cls_out(model) if reranker
                               else llama_cpp.llama_model_n_embd_out(model))
         self.labels = [(llama_cpp.llama_model_cls_label(model, i) or b"").decode("utf-8", "replace")
-                       for i in range(self.dimensions)] if self.reranker else []
+                       for i in range(self.dimensions)] if reranker else []
         self._long: _Context | None = None
         self._long_lock = threading.Lock()  # one long input at a time: its context is big
         vocab = llama_cpp.llama_model_get_vocab(model)
