@@ -281,9 +281,9 @@ def convert_folder(
     layers = int(config["num_hidden_layers"])
     mapped: dict[str, np.ndarray] = {}
     for hf_name, value in tensors.items():
-        name = gguf_tensor_name(hf_name)
-        if name is not None:
-            mapped[name] = value
+        gguf_name = gguf_tensor_name(hf_name)
+        if gguf_name is not None:
+            mapped[gguf_name] = value
     required = ["token_embd.weight", "position_embd.weight", "token_embd_norm.weight",
                 "token_embd_norm.bias"]
     required += [f"blk.{i}.{t}.weight" for i in range(layers) for t in _LAYER_MAP.values()]
@@ -334,12 +334,12 @@ def convert_folder(
         writer.add_add_bos_token(True)
         writer.add_add_sep_token(True)
         say(f"writing {len(mapped)} tensors as {dtype}")
-        for name, value in mapped.items():
+        for tensor_name, value in mapped.items():
             # Vectors and the token-type table stay f32, as in llama.cpp's own converter.
-            if value.ndim == 2 and name != "token_types.weight":
-                add_matrix(writer, name, value, dtype)
+            if value.ndim == 2 and tensor_name != "token_types.weight":
+                add_matrix(writer, tensor_name, value, dtype)
             else:
-                writer.add_tensor(name, value.astype(np.float32))
+                writer.add_tensor(tensor_name, value.astype(np.float32))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

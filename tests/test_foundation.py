@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 
 from localembed.convert import ConversionError, convert_folder
 from localembed.engine import EmbedOptions, Engine, InputError, RunnerOptions
-from localembed.starter import starter_path
+from localembed.engine.inspect import inspect_gguf
+from localembed.starter import STARTER_SOURCE, starter_path
 from localembed.synthetic import ARCHITECTURES
 from tests.reference_bert import ReferenceBert
 
@@ -300,6 +302,19 @@ def test_conversion_records_the_sentence_transformers_limit(tmp_path: Path,
     (folder / "sentence_bert_config.json").unlink()
     with Engine(convert_folder(folder, tmp_path / "n.gguf")) as engine:
         assert engine.info.max_seq_length is None and engine.max_tokens == 512
+
+
+def test_conversion_names_the_model_after_its_folder_not_a_tensor(tmp_path: Path,
+                                                               starter_folder: Path) -> None:
+    converted = convert_folder(starter_folder, tmp_path / "m.gguf")
+    with Engine(converted) as engine:
+        assert engine.info.name == json.loads((starter_folder / "config.json").read_text()).get(
+            "_name_or_path", starter_folder.name)
+        assert not engine.info.name.startswith("blk.")
+
+
+def test_the_bundled_starter_names_its_source_model() -> None:
+    assert inspect_gguf(starter_path()).name == STARTER_SOURCE
 
 
 def test_the_starter_is_used_in_place_without_writing_to_the_model_dir(
