@@ -30,7 +30,8 @@ def load(model: str | None = None, **options: object) -> Engine:
     from localembed.store import resolve
 
     model_id, path = resolve(model, allow_path=True)
-    return Engine(path, model_id=model_id, options=RunnerOptions(**options))  # type: ignore[arg-type]
+    return Engine(path, model_id=model_id, options=RunnerOptions(**options),  # type: ignore[arg-type]
+                  safe_load=True)
 
 
 def __getattr__(name: str) -> object:

@@ -96,6 +96,8 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
                                                  max_tokens=max_tokens, flash_attn=flash_attn))
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if registry.default.load_note:
+        _say(f"note: {registry.default.load_note}")
     try:
         yield Service(registry)
     except InputError as exc:

@@ -46,7 +46,8 @@ class Registry:
         self._switch = threading.Lock()
         model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
-        self._engines[model_id] = Engine(path, model_id=model_id, options=self.options)
+        self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
+                                            safe_load=True)
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
         if keep_alive > 0:
@@ -93,7 +94,8 @@ class Registry:
             except StoreError as exc:
                 raise ModelNotFound(str(exc)) from exc
             if model_id not in self._engines:
-                self._engines[model_id] = Engine(path, model_id=model_id, options=self.options)
+                self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
+                                            safe_load=True)
             self._used[model_id] = time.monotonic()
             return self._engines[model_id]
 

@@ -139,7 +139,8 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
     """Install a .gguf file (validated, probed) or convert a sentence-transformers folder."""
     from localembed.convert import convert_folder
     from localembed.engine.inspect import inspect_gguf
-    from localembed.engine.llama import probe
+    from localembed.engine.llama import RunnerOptions
+    from localembed.engine.probe import check_model
 
     src = Path(source).expanduser()
     if not src.exists():
@@ -161,7 +162,7 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
     else:
         info = inspect_gguf(src)  # ModelLoadError for anything unservable
         say(f"checking {src.name} ({info.arch}, {info.family.name}) in a separate process")
-        probe(info)
+        check_model(info, RunnerOptions())
         fd, tmp = tempfile.mkstemp(prefix=f".{model_id}.", suffix=".part", dir=models_dir())
         os.close(fd)
         try:

@@ -15,6 +15,7 @@ import pytest
 from localembed.convert import ConversionError, convert_folder
 from localembed.engine import EmbedOptions, Engine, InputError, RunnerOptions
 from localembed.engine.inspect import inspect_gguf
+from localembed.engine.llama import LlamaRunner
 from localembed.starter import STARTER_SOURCE, starter_path
 from localembed.synthetic import ARCHITECTURES
 from tests.reference_bert import ReferenceBert
@@ -98,16 +99,15 @@ TEXTS = [
 @pytest.mark.parametrize("dtype", ["f32", "f16", "q8_0"])
 def test_synthetic_models_load_in_llama_cpp(synthetic, arch: str, dtype: str) -> None:
     path = synthetic(arch, dtype)
-    llm = llama_cpp.Llama(str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
-                          verbose=False)
+    runner = LlamaRunner(inspect_gguf(path), RunnerOptions(workers=1))
     try:
-        vectors = np.array(llm.embed(["the world of water", "hello"]))
+        vectors = runner.decode([runner.tokenize("the world of water"), runner.tokenize("hello")])
         assert vectors.shape == (2, EXPECTED_DIMS[arch])
         assert np.isfinite(vectors).all()
         assert np.linalg.norm(vectors[0] - vectors[1]) > 1e-3  # inputs matter
-        assert llama_cpp.llama_model_n_embd_out(llm._model.model) == EXPECTED_DIMS[arch]
+        assert llama_cpp.llama_model_n_embd_out(runner._model.model) == EXPECTED_DIMS[arch]
     finally:
-        llm.close()
+        runner.close()
 
 
 def test_full_size_preset_has_the_real_layer_shapes(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def cross_encoder_reference(bert_path: Path) -> TransformersCrossEncoder:
 
 def detokenize(engine: Engine, tokens: list[int]) -> str:
     """The pair's text with its control tokens spelled out."""
-    return engine.runner.llm.detokenize(tokens, special=True).decode("utf-8")
+    return engine.runner.detokenize(tokens, special=True)
 
 
 # -- scores against independent forward passes -----------------------------------------------
@@ -186,7 +186,7 @@ def test_qwen3_pair_is_the_documented_prompt(qwen3: Engine) -> None:
     text = qwen3_prompt(QWEN3_DEFAULT_INSTRUCTION, QUERY, DOCUMENTS[0])
     assert detokenize(qwen3, tokens) == text
     # The same tokens as the whole prompt tokenized at once, as the model card does.
-    assert tokens == qwen3.runner.llm.tokenize(text.encode(), add_bos=False, special=True)
+    assert tokens == qwen3.runner.tokenize_template(text)
 
 
 def test_qwen3_custom_instruction_replaces_the_default(qwen3: Engine) -> None:
@@ -205,9 +205,8 @@ def test_qwen3_pair_text_cannot_inject_control_tokens(qwen3: Engine) -> None:
 
 def test_cross_encoder_pair_is_cls_query_sep_sep_document_sep(bert: Engine) -> None:
     tokens = bert.prepare_pair(QUERY, DOCUMENTS[0])
-    llm = bert.runner.llm
-    query = llm.tokenize(QUERY.encode(), add_bos=False)
-    document = llm.tokenize(DOCUMENTS[0].encode(), add_bos=False)
+    query = bert.runner.tokenize(QUERY, special=False)
+    document = bert.runner.tokenize(DOCUMENTS[0], special=False)
     cls, sep = bert.runner.bos, bert.runner.sep
     assert detokenize(bert, [cls, sep]) == "[CLS][SEP]"
     assert tokens == [cls, *query, sep, sep, *document, sep]
@@ -236,7 +235,7 @@ def test_qwen3_document_past_the_model_limit_is_cut_to_it(qwen3: Engine) -> None
 def test_cross_encoder_long_document_is_cut_inside_the_frame(bert: Engine) -> None:
     long_document = "the water of the sea " * 400
     tokens = bert.prepare_pair(QUERY, long_document)
-    query = bert.runner.llm.tokenize(QUERY.encode(), add_bos=False)
+    query = bert.runner.tokenize(QUERY, special=False)
     sep = bert.runner.sep
     assert len(tokens) == bert.max_tokens == 512
     assert tokens[:len(query) + 3] == [bert.runner.bos, *query, sep, sep]

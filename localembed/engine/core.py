@@ -21,8 +21,9 @@ import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
 from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
-from localembed.engine.llama import LlamaRunner, RunnerOptions, probe
+from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.postprocess import finish
+from localembed.engine.probe import check_model
 from localembed.families import TaskError, canonical_task
 
 TRUNCATE_MODES = ("end", "start", "none")
@@ -149,17 +150,24 @@ class Engine:
         started = time.perf_counter()
         resident_before = resident_bytes()
         self.info: GGUFInfo = inspect_gguf(path)
-        if safe_load:
-            probe(self.info)
+        options = options or RunnerOptions()
+        # A note when loading needed a fallback (e.g. no weight repacking on this CPU).
+        self.load_note: str | None = None
+        if safe_load:  # run in a child first: a crash there is a message here
+            options, self.load_note = check_model(self.info, options)
         self.id = model_id or Path(path).stem
         self.family = self.info.family
         self.runner = LlamaRunner(self.info, options)
         empty = self.runner.tokenize("", special=True)
         sample = self.runner.tokenize("hello", special=True)
-        # One decode before serving: the weights are paged in and the buffers touched now,
-        # not in the first request, and what the model holds in memory can be measured.
-        try:  # one thread: no OpenMP team is left behind for the loading thread
-            self.runner.decode([sample], threads=1)
+        # One decode before serving (one thread: no OpenMP team is left behind for the loading
+        # thread): the weights are paged in now, not in the first request, what the model holds
+        # in memory can be measured, and a model computing NaN is refused.
+        try:
+            self.runner.self_test()
+        except ModelLoadError:
+            self.runner.close()
+            raise
         except RuntimeError as exc:
             self.runner.close()
             raise ModelLoadError(f"{self.info.path.name} loads but cannot be run: {exc}") from exc
@@ -237,6 +245,8 @@ class Engine:
             "workers": self.runner.workers,
             "batch_tokens": self.runner.batch_tokens,
             "flash_attn": self.runner.flash_attn,
+            "repack": self.runner.repack,
+            "load_note": self.load_note,
             "prompts": self.family.has_prompts if self.kind == "embedding"
             else self.family.rerank_template is not None,
         }

@@ -12,11 +12,10 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # llama.cpp's CPU threads are an OpenMP team that meets at a barrier after every graph op.
@@ -31,6 +30,8 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 import llama_cpp  # noqa: E402
 import numpy as np  # noqa: E402
+from llama_cpp._internals import LlamaModel  # noqa: E402
+from llama_cpp._logger import set_verbose  # noqa: E402
 
 from localembed.engine.inspect import GGUFInfo, ModelLoadError  # noqa: E402
 from localembed.engine.wordpiece import WordPiece  # noqa: E402
@@ -66,6 +67,10 @@ class RunnerOptions:
     # Decoding workers, each with its own context (None: one per CPU thread, up to
     # MAX_WORKERS, on CPU; one with a GPU).
     workers: int | None = None
+    # llama.cpp's weight repacking into CPU-specific layouts ("extra buffer types"): faster
+    # kernels on most CPUs, a SIGILL in its AMX q8_0 kernel on some. None: decided once per
+    # llama.cpp build and CPU by engine.probe.repack_allowed; the server decides per model.
+    repack: bool | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)
@@ -289,29 +294,23 @@ class LlamaRunner:
         # model widths).
         reranker = info.kind == "reranker"
         self.flash_attn = options.flash_attn and not reranker
-        exact_cache = ({"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
-                       if reranker else {})
+        if options.repack is None:
+            from localembed.engine.probe import repack_allowed
+
+            options = replace(options, repack=repack_allowed())
+        self.repack = bool(options.repack)
+        # The model is loaded through llama.cpp's own parameters rather than ``Llama``, which
+        # cannot turn repacking off and makes a context of its own that would go unused.
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if self.gpu_layers == -1 else self.gpu_layers
+        params.use_extra_bufts = self.repack
+        set_verbose(False)
         try:
-            # Llama's own context goes unused (it cannot be given a smaller n_seq_max, and
-            # llama.cpp zeroes vocabulary x n_seq_max floats for every context): a minimal
-            # one, and every worker's context is made below.
-            self.llm = llama_cpp.Llama(
-                model_path=str(info.path),
-                embedding=True,
-                pooling_type=info.pooling,
-                n_ctx=MIN_CONTEXT,
-                n_batch=1,
-                n_ubatch=1,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                n_gpu_layers=self.gpu_layers,
-                flash_attn=self.flash_attn,
-                verbose=False,
-                **exact_cache,
-            )
+            self._model = LlamaModel(path_model=str(info.path), params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
-        model = self.llm._model.model
+        model = self._model.model
+        self.context_params = self._context_params(info, reranker)
         # A reranker's pooled output is its classification head's: one float per label.
         self.dimensions = int(llama_cpp.llama_model_n_cls_out(model) if reranker
                               else llama_cpp.llama_model_n_embd_out(model))
@@ -319,14 +318,14 @@ class LlamaRunner:
                        for i in range(self.dimensions)] if reranker else []
         self._long: _Context | None = None
         self._long_lock = threading.Lock()  # one long input at a time: its context is big
-        vocab = llama_cpp.llama_model_get_vocab(model)
+        vocab = self._model.vocab
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
         self.workers = options.workers or (1 if self.backend else min(self.threads, MAX_WORKERS))
         self._contexts: list[_Context] = []
         try:
             for _ in range(self.workers):
                 self._contexts.append(_Context.create(
-                    model, self.llm.context_params, self.batch_tokens, self.batch_tokens,
+                    model, self.context_params, self.batch_tokens, self.batch_tokens,
                     self.dimensions, self.n_vocab, self._lm_head))
         except RuntimeError as exc:
             self.close()
@@ -336,7 +335,7 @@ class LlamaRunner:
         # steps; with last-token pooling the vector llama.cpp keeps is the final ubatch's,
         # which is the whole sequence's. Other poolings need the sequence in one ubatch.
         # (A causal reranker reads its last token too.)
-        self._chunked = (bool(llama_cpp.llama_get_memory(self.llm._ctx.ctx))
+        self._chunked = (bool(llama_cpp.llama_get_memory(self._contexts[0].ctx))
                          and info.pooling in (int(llama_cpp.LLAMA_POOLING_TYPE_LAST),
                                               int(llama_cpp.LLAMA_POOLING_TYPE_RANK)))
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
@@ -349,7 +348,7 @@ class LlamaRunner:
         self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
-            frame = self.llm.tokenize(b"", add_bos=True, special=False)
+            frame = self._model.tokenize(b"", add_bos=True, special=False)
             self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
             self._frame_tail = frame[len(self._frame_head):]
 
@@ -366,16 +365,40 @@ class LlamaRunner:
         if self._wordpiece is not None:
             body = self._wordpiece.encode(data.decode("utf-8"))
             return [*self._frame_head, *body, *self._frame_tail] if special else body
-        return self.llm.tokenize(data, add_bos=special, special=False)
+        return self._model.tokenize(data, add_bos=special, special=False)
 
     def tokenize_template(self, text: str) -> list[int]:
         """Token ids of a prompt template's own text: control-token spellings in it (such as
         ``<|im_start|>``) become those tokens, and nothing is added around it. Never for user
         text."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.llm.detokenize(tokens).decode("utf-8", "replace")
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes one token stands for (llama-cpp-python's own reader cuts pieces longer
+        than 32 bytes, and Qwen's vocabulary has longer ones)."""
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._model.vocab, llama_cpp.llama_token(token),
+                                               buffer, size, 0, special)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
+
+    def detokenize(self, tokens: list[int], special: bool = False) -> str:
+        return b"".join(self.piece(t, special) for t in tokens).decode("utf-8", "replace")
+
+    def self_test(self) -> np.ndarray:
+        """One short input through the model: the weights are paged in and the buffers touched
+        now, and a model whose output is not finite (corrupt weights: NaN or garbage data) is
+        refused here instead of serving ``null`` vectors."""
+        out = self.decode([self.tokenize("hello", special=True)], threads=1)
+        if not np.isfinite(out).all():
+            raise ModelLoadError(
+                f"{self.info.path.name} loads but computes non-finite values (NaN or infinity) "
+                "for a plain input: its weights are corrupt or unusable. Download or convert "
+                "it again")
+        return out
 
     def decode(self, sequences: list[list[int]], worker: int = 0,
                threads: int | None = None) -> np.ndarray:
@@ -402,7 +425,7 @@ class LlamaRunner:
             self._release_long()
             size = min(_round_up(tokens, LONG_STEP), self.info.context)
             self._long = _Context.create(
-                self.llm._model.model, self.llm.context_params, size,
+                self._model.model, self.context_params, size,
                 self.batch_tokens if self._chunked else size, self.dimensions, self.n_vocab,
                 self._lm_head)
         return self._long
@@ -422,11 +445,26 @@ class LlamaRunner:
             self._long.close()
             self._long = None
 
+    def _context_params(self, info: GGUFInfo, reranker: bool) -> llama_cpp.llama_context_params:
+        """The settings every context of this model is made with (its size set per context)."""
+        p = llama_cpp.llama_context_default_params()
+        p.n_threads = p.n_threads_batch = self.threads
+        p.embeddings = True
+        p.pooling_type = info.pooling
+        p.kv_unified = True
+        p.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        if reranker:  # see flash_attn above
+            p.type_k = p.type_v = llama_cpp.GGML_TYPE_F32
+        return p
+
     def close(self) -> None:
         self.release()
         for context in self._contexts:
             context.close()
-        self.llm.close()
+        self._contexts = []
+        if getattr(self, "_model", None) is not None:
+            self._model.close()
 
 
 def _wordpiece(vocab: object) -> WordPiece | None:
@@ -439,32 +477,3 @@ def _wordpiece(vocab: object) -> WordPiece | None:
     control = [bool(llama_cpp.llama_vocab_is_control(vocab, i)) for i in range(n)]
     unk = tokens.index("[UNK]") if "[UNK]" in tokens else -1
     return WordPiece(tokens, control, unk)
-
-
-# The child gets the parent's reading of the header, so a file is inspected once.
-_PROBE = """
-import sys
-from localembed.engine.inspect import GGUFInfo
-from localembed.engine.llama import LlamaRunner, RunnerOptions
-options = RunnerOptions(max_tokens=int(sys.argv[2]), workers=1)
-runner = LlamaRunner(GGUFInfo.from_json(sys.argv[1]), options)
-runner.decode([runner.tokenize("probe")])
-"""
-
-
-def probe(info: GGUFInfo, max_tokens: int = 64, timeout: float = 300.0) -> None:
-    """Load and run ``info`` once in a child process.
-
-    Some malformed models make llama.cpp abort the process (a failed assertion, not an
-    exception); trying an unknown file in a child first keeps the server alive.
-    """
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, info.to_json(), str(max_tokens)],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit status {proc.returncode}"
-        if proc.returncode < 0:
-            reason = f"llama.cpp crashed (signal {-proc.returncode}): {reason}"
-        raise ModelLoadError(f"{info.path.name} cannot be served: {reason}")
