@@ -77,6 +77,10 @@ class Family:
     architectures: tuple[str, ...] = ()  # llama.cpp architectures this family serves
     pooling: gguf.PoolingType | None = None  # used when the GGUF declares no pooling type
     eos_last: bool = False  # the final token must be EOS (last-token pooling reads it)
+    # That final token by its spelling, when the model was trained with one that a GGUF may
+    # not call its EOS (a converter takes EOS from the tokenizer config, which for a Qwen3
+    # chat tokenizer is <|im_end|>); None: the GGUF's EOS.
+    final_token: str | None = None
     # The architectures exist only as embedding models, so a file needs no pooling type or
     # "embed" in its name to be recognised as one.
     embedding_only: bool = False
@@ -212,6 +216,7 @@ _ENTRIES = (
         architectures=("qwen3",),
         pooling=gguf.PoolingType.LAST,
         eos_last=True,
+        final_token="<|endoftext|>",
         query_template="Instruct: {task}\nQuery:",
         task_phrases={
             "query": WEB_SEARCH_INSTRUCTION,

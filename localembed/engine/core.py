@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
+from localembed.engine.framing import PairTemplate, fit
 from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.postprocess import finish
@@ -84,22 +85,6 @@ class RerankResult:
     @property
     def total_tokens(self) -> int:
         return sum(self.tokens)
-
-
-@dataclass(frozen=True)
-class _PairFrame:
-    """A reranker's tokens around the query and the document, and the whitespace that the
-    template puts before each (moved into the text, where a BPE tokenizer attaches it)."""
-
-    head: list[int]
-    middle: list[int]
-    tail: list[int]
-    query_space: str = ""
-    document_space: str = ""
-
-    @property
-    def size(self) -> int:
-        return len(self.head) + len(self.middle) + len(self.tail)
 
 
 @dataclass(frozen=True)
@@ -182,14 +167,27 @@ class Engine:
             head += 1
         self._head = empty[:head]
         self._tail = empty[head:]
-        if self.family.eos_last and self._tail[-1:] != [self.runner.eos]:
-            self._tail = [*self._tail, self.runner.eos]
+        if self.family.eos_last and self.kind == "embedding":
+            final = self._final_token()
+            if self._tail[-1:] != [final]:
+                # The GGUF's own EOS (added by its tokenizer flags) gives way to the right one.
+                tail = self._tail[:-1] if self._tail[-1:] == [self.runner.eos] else self._tail
+                self._tail = [*tail, final]
         self.n_vocab = self.runner.n_vocab
         # Tokenizing touches the llama.cpp model; closing frees it. The lock makes sure no
         # tokenization is in progress, or starts, once the model is being freed.
         self._lock = threading.Lock()
         self._closed = False
         self.load_seconds = time.perf_counter() - started
+
+    def _final_token(self) -> int:
+        """The token last-token pooling must end on: the family's, found by its spelling in
+        this vocabulary, else the GGUF's EOS."""
+        if self.family.final_token is not None:
+            ids = self.runner.tokenize_template(self.family.final_token)
+            if len(ids) == 1 and self.runner.is_special(ids[0]):
+                return ids[0]
+        return self.runner.eos
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -278,10 +276,23 @@ class Engine:
             raise InputError(
                 f"truncate must be one of {', '.join(TRUNCATE_MODES)}", param="truncate"
             )
-        prefix = ""
+        head, tail = (self._head, self._tail) if options.add_special_tokens else ([], [])
+        limit = self.max_tokens
+        if options.max_tokens is not None:
+            if not 0 < options.max_tokens <= self.max_tokens:
+                raise InputError(f"the token limit must be between 1 and {self.max_tokens} "
+                                 "for this model", param="truncate_prompt_tokens")
+            limit = options.max_tokens
+        room = max(limit - len(head) - len(tail), 0)
         if isinstance(item, str):
-            prefix = self.prompt(options)
-            body = self.runner.tokenize(prefix + self._cut(item, options), special=False)
+            # The task prompt and the text are one string to the tokenizer (see framing).
+            prefix = self.runner.normalize(self.prompt(options))
+            text = self.runner.normalize(self._cut(item, options))
+            body = self.runner.tokenize(prefix + text, special=False)
+            if len(body) > room and options.truncate != "none":
+                # "end" cuts the text's end, "start" its start (the prompt stays).
+                body = fit(self.runner, prefix, text, "", room,
+                           keep="start" if options.truncate == "end" else "end")[:room]
         else:
             body = [int(t) for t in item]
             bad = [t for t in body if not 0 <= t < self.n_vocab]
@@ -290,33 +301,19 @@ class Engine:
                     f"input {index} has token id {bad[0]} outside this model's vocabulary "
                     f"(0..{self.n_vocab - 1})", param="input",
                 )
-        head, tail = (self._head, self._tail) if options.add_special_tokens else ([], [])
-        if not isinstance(item, str):
             # Ids from /tokenize already carry the frame; never add BOS/EOS/CLS/SEP twice.
             if head and body[:len(head)] == head:
                 body = body[len(head):]
             if tail and body[-len(tail):] == tail:
                 body = body[:-len(tail)]
-        limit = self.max_tokens
-        if options.max_tokens is not None:
-            if not 0 < options.max_tokens <= self.max_tokens:
-                raise InputError(f"the token limit must be between 1 and {self.max_tokens} "
-                                 "for this model", param="truncate_prompt_tokens")
-            limit = options.max_tokens
-        room = max(limit - len(head) - len(tail), 0)
+            if len(body) > room and options.truncate != "none":
+                body = body[:room] if options.truncate == "end" else body[len(body) - room:]
         if len(body) > room:
-            if options.truncate == "none":
-                raise InputError(
-                    f"input {index} is {len(body) + len(head) + len(tail)} tokens "
-                    f"long; this request takes at most {limit}. Shorten it or set "
-                    "truncate to 'end' or 'start'", param="input", code="context_length_exceeded",
-                )
-            if options.truncate == "end":
-                body = body[:room]
-            else:  # "start": keep the task prompt, drop the oldest text
-                keep = len(self.runner.tokenize(prefix, special=False)) if prefix else 0
-                keep = min(keep, room)
-                body = body[:keep] + body[len(body) - (room - keep):]
+            raise InputError(
+                f"input {index} is {len(body) + len(head) + len(tail)} tokens "
+                f"long; this request takes at most {limit}. Shorten it or set "
+                "truncate to 'end' or 'start'", param="input", code="context_length_exceeded",
+            )
         tokens = head + body + tail
         if not tokens:  # a model with no special tokens and an empty text
             tokens = [max(self.runner.eos, 0)]
@@ -445,46 +442,37 @@ class Engine:
         raise WrongModelKind(f"{self.id} is an embedding model, not a reranker; choose a "
                              "reranker model (such as Qwen3-Reranker) to rerank")
 
-    def _pair_frame(self, options: RerankOptions) -> _PairFrame:
+    def _pair_template(self, options: RerankOptions) -> PairTemplate:
         """The family's pair prompt (with the caller's instruction), else the GGUF's own,
         else the cross-encoder frame BOS query EOS SEP document EOS as llama.cpp's server
         builds it from the tokenizer's flags."""
         family_template = self.family.rerank_template
         template = self.info.rerank_template
+        instruction = options.instruction or ""
         if family_template is not None and (options.instruction or template is None):
-            template = family_template.replace(
-                "{instruction}", options.instruction or self.family.rerank_instruction or "")
-        elif template is not None and options.instruction:
-            if "{instruction}" not in template:
-                raise InputError("this reranker takes no instruction", param="instruction")
-            template = template.replace("{instruction}", options.instruction)
+            template = family_template
+            instruction = options.instruction or self.family.rerank_instruction or ""
+        elif template is not None and options.instruction and "{instruction}" not in template:
+            raise InputError("this reranker takes no instruction", param="instruction")
         if template is None:
             if options.instruction:
                 raise InputError("this reranker takes no instruction", param="instruction")
             r = self.runner
             eos = r.eos if r.eos >= 0 else r.sep
-            return _PairFrame(head=[r.bos] if r.adds["bos"] else [],
-                              middle=([eos] if r.adds["eos"] else [])
-                              + ([r.sep] if r.adds["sep"] else []),
-                              tail=[eos] if r.adds["eos"] else [])
-        before, rest = template.split("{query}", 1)
-        middle, after = rest.split("{document}", 1)
-        stripped_before, stripped_middle = before.rstrip(" "), middle.rstrip(" ")
-        return _PairFrame(
-            head=self.runner.tokenize_template(stripped_before) if stripped_before else [],
-            middle=self.runner.tokenize_template(stripped_middle) if stripped_middle else [],
-            tail=self.runner.tokenize_template(after) if after else [],
-            query_space=before[len(stripped_before):],
-            document_space=middle[len(stripped_middle):])
+            return PairTemplate.frame(head=[r.bos] if r.adds["bos"] else [],
+                                      middle=([eos] if r.adds["eos"] else [])
+                                      + ([r.sep] if r.adds["sep"] else []),
+                                      tail=[eos] if r.adds["eos"] else [])
+        return PairTemplate.parse(self.runner, template, self.runner.normalize(instruction))
 
     def prepare_pair(self, query: str, document: str,
                      options: RerankOptions = RerankOptions()) -> list[int]:
         """The exact tokens the reranker sees for one (query, document) pair."""
         self._require("reranker")
         with self._open():
-            frame = self._pair_frame(options)
-            return self._pair(frame, self._query_tokens(frame, query, options), document,
-                              options, 0)
+            template = self._pair_template(options)
+            query = self._check_query(template, query, options)
+            return self._pair(template, query, document, options, 0)
 
     def _limit(self, options: RerankOptions) -> int:
         if options.truncate not in ("end", "none"):
@@ -496,41 +484,44 @@ class Engine:
                              "this model", param="max_tokens")
         return options.max_tokens
 
-    def _query_tokens(self, frame: _PairFrame, query: str, options: RerankOptions) -> list[int]:
+    def _check_query(self, template: PairTemplate, query: str, options: RerankOptions) -> str:
+        """The query, refused when it leaves no room for a document (it is never cut)."""
         if not isinstance(query, str) or not query.strip():
             raise InputError("query must be a non-empty string", param="query")
         limit = self._limit(options)
-        cut = EmbedOptions(truncate="none", max_tokens=limit)
-        tokens = self.runner.tokenize(frame.query_space + self._cut(query, cut), special=False)
-        if frame.size + len(tokens) >= limit:
-            raise InputError(f"the query is {len(tokens)} tokens long; with the reranker's "
-                             f"prompt it leaves no room for a document within {limit} tokens",
+        query = self.runner.normalize(self._cut(query, EmbedOptions(truncate="none",
+                                                                     max_tokens=limit)))
+        tokens, _ = template.tokens(self.runner, query, "")
+        if len(tokens) >= limit:
+            raise InputError(f"the query with the reranker's prompt is {len(tokens)} tokens "
+                             f"long; it leaves no room for a document within {limit} tokens",
                              param="query", code="context_length_exceeded")
-        return tokens
+        return query
 
-    def _pair(self, frame: _PairFrame, query: list[int], document: str,
+    def _pair(self, template: PairTemplate, query: str, document: str,
               options: RerankOptions, index: int) -> list[int]:
         if not isinstance(document, str):
             raise InputError(f"document {index} is not a string", param="documents")
         limit = self._limit(options)
-        room = limit - frame.size - len(query)
         cut = EmbedOptions(truncate="end" if options.truncate == "end" else "none",
                            max_tokens=limit)
         try:
-            text = self._cut(document, cut)
+            text = self.runner.normalize(self._cut(document, cut))
         except InputError as exc:  # far too long: refused before tokenizing all of it
             raise InputError(f"document {index} is longer than this reranker takes ({limit} "
                              "tokens with the query). Shorten it or allow truncation",
                              param="documents", code="context_length_exceeded") from exc
-        body = self.runner.tokenize(frame.document_space + text, special=False) if text else []
-        if len(body) > room:
-            if options.truncate == "none":
+        if options.truncate == "none":
+            tokens, _ = template.tokens(self.runner, query, text)
+            if len(tokens) > limit:
                 raise InputError(
-                    f"document {index} with the query is {frame.size + len(query) + len(body)} "
-                    f"tokens long; this reranker takes at most {limit}. Shorten it or allow "
-                    "truncation", param="documents", code="context_length_exceeded")
-            body = body[:room]  # the document's end goes; the query and the frame stay whole
-        return frame.head + query + frame.middle + body + frame.tail
+                    f"document {index} with the query is {len(tokens)} tokens long; this "
+                    f"reranker takes at most {limit}. Shorten it or allow truncation",
+                    param="documents", code="context_length_exceeded")
+            return tokens
+        # The document's end goes; the query and the frame stay whole.
+        tokens, _ = template.tokens(self.runner, query, text, limit)
+        return tokens
 
     def submit_rerank(self, query: str, documents: Sequence[str],
                       options: RerankOptions = RerankOptions(),
@@ -543,9 +534,9 @@ class Engine:
         if not documents:
             raise InputError("documents must hold at least one document", param="documents")
         with self._open():
-            frame = self._pair_frame(options)
-            query_tokens = self._query_tokens(frame, query, options)
-            sequences = [self._pair(frame, query_tokens, doc, options, i)
+            template = self._pair_template(options)
+            query = self._check_query(template, query, options)
+            sequences = [self._pair(template, query, doc, options, i)
                          for i, doc in enumerate(documents)]
             return self._enqueue(sequences, max_total_tokens, "documents", self._relevance)
 

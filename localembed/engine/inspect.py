@@ -48,6 +48,7 @@ class GGUFInfo:
     vocab_size: int | None = None  # tokens in the vocabulary (None: not recorded)
     kind: str = "embedding"  # or "reranker" (rank pooling: one relevance score per pair)
     rerank_template: str | None = None  # the GGUF's own pair prompt ({query}, {document})
+    tokenizer_pre: str | None = None  # the pre-tokenizer llama.cpp applies ("qwen2", ...)
 
     @property
     def default_max_tokens(self) -> int:
@@ -62,6 +63,7 @@ class GGUFInfo:
             "file_type": self.file_type, "size": self.size,
             "max_seq_length": self.max_seq_length, "vocab_size": self.vocab_size,
             "kind": self.kind, "rerank_template": self.rerank_template,
+            "tokenizer_pre": self.tokenizer_pre,
         })
 
     @classmethod
@@ -152,6 +154,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         kind=kind,
         rerank_template=template if isinstance(template := header.get(RERANK_TEMPLATE_KEY), str)
         else None,
+        tokenizer_pre=pre if isinstance(pre := header.get("tokenizer.ggml.pre"), str) else None,
     )
 
 

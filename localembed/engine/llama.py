@@ -14,6 +14,7 @@ import mmap
 import os
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,6 +93,10 @@ LOGITS_BUDGET_BYTES = 64 << 20
 # Sequences per decode: 64 short texts already fill a 512-token batch, and llama.cpp reserves
 # (and zeroes) vocabulary x this many floats of logits per context.
 MAX_SEQUENCES = 64
+# The Unicode normalisation a vocabulary's own tokenizer applies before its pre-tokenizer, by
+# llama.cpp's pre-tokenizer name; llama.cpp applies none. Qwen2/Qwen3's tokenizer.json has an
+# NFC normalizer: "e" + U+0301 is "é" (one token) to the model, two pieces to llama.cpp.
+UNICODE_NORMALIZATION = {"qwen2": "NFC"}
 # The smallest context llama.cpp makes (its KV cache is padded to 256 cells).
 MIN_CONTEXT = 256
 # Contexts for long inputs are sized in steps of this many tokens, so that inputs of similar
@@ -346,17 +351,25 @@ class LlamaRunner:
                      "eos": bool(llama_cpp.llama_vocab_get_add_eos(vocab)),
                      "sep": bool(llama_cpp.llama_vocab_get_add_sep(vocab))}
         self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
+        self._pieces: dict[tuple[int, bool], bytes] = {}  # token -> bytes, filled as read
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
             frame = self._model.tokenize(b"", add_bos=True, special=False)
             self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
             self._frame_tail = frame[len(self._frame_head):]
 
+    def normalize(self, text: str) -> str:
+        """``text`` as the vocabulary's own tokenizer sees it (its Unicode normalisation);
+        callers that cut text normalise it first, so that cuts fall where tokens do."""
+        form = UNICODE_NORMALIZATION.get(self.info.tokenizer_pre or "")
+        return unicodedata.normalize(form, text) if form and not text.isascii() else text
+
     def tokenize(self, text: str, special: bool = True) -> list[int]:
         """Token ids of ``text``, with the model's BOS/EOS/SEP when ``special``.
 
         Control-token spellings inside user text stay literal text (no injection of EOS).
         """
+        text = self.normalize(text)
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: valid in JSON strings, not in UTF-8
@@ -376,6 +389,14 @@ class LlamaRunner:
     def piece(self, token: int, special: bool = False) -> bytes:
         """The bytes one token stands for (llama-cpp-python's own reader cuts pieces longer
         than 32 bytes, and Qwen's vocabulary has longer ones)."""
+        key = (token, special)
+        cached = self._pieces.get(key)
+        if cached is not None:
+            return cached
+        self._pieces[key] = value = self._piece(token, special)
+        return value
+
+    def _piece(self, token: int, special: bool) -> bytes:
         size = 64
         while True:
             buffer = ctypes.create_string_buffer(size)
@@ -384,6 +405,32 @@ class LlamaRunner:
             if n >= 0:
                 return buffer.raw[:n]
             size = -n
+
+    def covered(self, text: str, tokens: list[int], count: int) -> int:
+        """How many characters of ``text`` its first ``count`` tokens (``tokens`` is
+        ``tokenize(text, special=False)``) stand for: where a cut keeping them falls.
+
+        Byte-level BPE and SentencePiece pieces give the text back byte for byte; a character
+        split between two tokens is left out. A tokenizer that does not (normalising ones) gets
+        a proportional estimate, which callers correct by tokenizing again.
+        """
+        if count <= 0:
+            return 0
+        if count >= len(tokens):
+            return len(text)
+        if self._wordpiece is not None:
+            return self._wordpiece.ends(text)[count - 1]
+        data = text.encode("utf-8", "surrogatepass")
+        prefix = b"".join(self.piece(t) for t in tokens[:count])
+        if not data.startswith(prefix):
+            return len(text) * count // len(tokens)
+        return len(prefix.decode("utf-8", "ignore"))
+
+    def is_special(self, token: int) -> bool:
+        """A control or user-defined token: matched whole in a template, never merged."""
+        attr = llama_cpp.llama_vocab_get_attr(self._model.vocab, token)
+        return bool(attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+                            | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED))
 
     def detokenize(self, tokens: list[int], special: bool = False) -> str:
         return b"".join(self.piece(t, special) for t in tokens).decode("utf-8", "replace")

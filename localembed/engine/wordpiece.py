@@ -46,3 +46,9 @@ class WordPiece:
 
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def ends(self, text: str) -> list[int]:
+        """Where in ``text`` each token's characters end (a cut after token i is
+        ``text[:ends[i]]``, and tokenizes to the first i + 1 tokens)."""
+        return [end for _start, end in
+                self._tokenizer.encode(text, add_special_tokens=False).offsets]

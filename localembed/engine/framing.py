@@ -1,0 +1,145 @@
+"""The exact tokens of a prompt built around user text: task prompts and reranker pairs.
+
+A byte-level BPE (Qwen3's 151k vocabulary) merges across any seam in a string: in
+"What is graphene?\\n<Document>" the tokenizer makes ``?\\n`` one token (5267), while the query
+and the template tokenized apart give ``?`` (30) and ``\\n`` (198), and the model then scores a
+prompt it was never trained on. So nothing here tokenizes a prompt in pieces: the text between
+two special tokens (``<|im_start|>``, ``[SEP]``) is always tokenized as one string, user text
+included, exactly as the model's own tokenizer does it (special tokens are the only seams a
+Hugging Face tokenizer has too). Truncation cuts the user text and tokenizes the whole again.
+
+Special tokens come from the template's own text only: a query or document that spells
+``<|im_end|>`` stays text, so user input can never close the prompt early.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+SLOTS = ("{query}", "{document}")
+
+
+class Tokenizer(Protocol):
+    """What framing needs of a model's tokenizer (``LlamaRunner`` is one)."""
+
+    def tokenize(self, text: str, special: bool = True) -> list[int]: ...
+    def tokenize_template(self, text: str) -> list[int]: ...
+    def covered(self, text: str, tokens: list[int], count: int) -> int: ...
+    def is_special(self, token: int) -> bool: ...
+    def piece(self, token: int, special: bool = False) -> bytes: ...
+
+
+def fit(tokenizer: Tokenizer, before: str, text: str, after: str, room: int,
+        keep: str = "start") -> list[int]:
+    """Tokens of ``before + cut + after`` (one string) in at most ``room`` tokens, where ``cut``
+    is the longest piece of ``text`` cut at a token boundary: its end goes ("start" is kept)
+    or its start goes (``keep="end"``). ``before`` and ``after`` are never cut; if they alone
+    exceed ``room`` the result does too, and the caller decides."""
+    tokens = tokenizer.tokenize(before + text + after, special=False)
+    if len(tokens) <= room:
+        return tokens
+    own = tokenizer.tokenize(text, special=False)
+    want = room - (len(tokens) - len(own))  # the text's share, seams give or take a token
+    while True:
+        if want <= 0:
+            cut = ""
+        elif keep == "start":
+            cut = text[:tokenizer.covered(text, own, want)]
+        else:
+            cut = text[tokenizer.covered(text, own, len(own) - want):]
+        tokens = tokenizer.tokenize(before + cut + after, special=False)
+        if len(tokens) <= room or not cut:
+            return tokens
+        want -= len(tokens) - room  # a merge at the cut or the seam: give back the excess
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of special tokens (``ids``), or text between them (``text``, with slots)."""
+
+    ids: tuple[int, ...] = ()
+    text: str | None = None
+
+
+_SLOT = re.compile(r"(\{query\}|\{document\}|\{instruction\})")
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """A reranker's (query, document) prompt as special tokens and the text between them."""
+
+    parts: tuple[Part, ...]
+    instruction: str = ""
+
+    @classmethod
+    def parse(cls, tokenizer: Tokenizer, template: str, instruction: str = "") -> PairTemplate:
+        """Split ``template`` (with ``{query}``, ``{document}`` and ``{instruction}``) at the
+        special tokens its own text spells."""
+        spellings = {tokenizer.piece(t, special=True).decode("utf-8", "replace"): t
+                     for t in tokenizer.tokenize_template(template) if tokenizer.is_special(t)}
+        spellings.pop("", None)
+        parts: list[Part] = []
+        if spellings:
+            pattern = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
+            pieces = re.split(f"({pattern})", template)
+        else:
+            pieces = [template]
+        for piece in pieces:
+            if piece in spellings:
+                ids = parts.pop().ids if parts and parts[-1].text is None else ()
+                parts.append(Part(ids=(*ids, spellings[piece])))
+            elif piece:
+                parts.append(Part(text=piece))
+        return cls(tuple(parts), instruction)
+
+    @classmethod
+    def frame(cls, head: list[int], middle: list[int], tail: list[int]) -> PairTemplate:
+        """The cross-encoder pair: ``head query middle document tail`` (e.g. [CLS] q [SEP]
+        [SEP] d [SEP]); query and document are segments of their own, as in a tokenizer's
+        pair encoding."""
+        return cls(tuple(p for p in (Part(ids=tuple(head)), Part(text="{query}"),
+                                     Part(ids=tuple(middle)), Part(text="{document}"),
+                                     Part(ids=tuple(tail))) if p.ids or p.text))
+
+    def _fill(self, text: str, query: str) -> tuple[str, str | None]:
+        """(the text with its slots filled, before the document slot; what follows the
+        document slot, or None without one): one pass, so a query spelling "{document}"
+        stays text."""
+        values = {"{query}": query, "{instruction}": self.instruction}
+        before: list[str] = []
+        after: list[str] | None = None
+        for piece in _SLOT.split(text):
+            if piece == "{document}" and after is None:
+                after = []
+                continue
+            (before if after is None else after).append(values.get(piece, piece))
+        return "".join(before), None if after is None else "".join(after)
+
+    def tokens(self, tokenizer: Tokenizer, query: str, document: str,
+               limit: int | None = None) -> tuple[list[int], bool]:
+        """(the pair's tokens, whether the document was cut to keep them within ``limit``).
+
+        Only the document's end is ever cut; the query and the frame stay whole, so when they
+        alone reach ``limit`` the tokens are longer than it (the caller refuses the query).
+        """
+        chunks: list[list[int]] = []
+        document_at, around = -1, ("", "")
+        for part in self.parts:
+            if part.text is None:
+                chunks.append(list(part.ids))
+                continue
+            before, after = self._fill(part.text, query)
+            if after is not None:
+                document_at, around = len(chunks), (before, after)
+                text = before + document + after
+            else:
+                text = before
+            chunks.append(tokenizer.tokenize(text, special=False) if text else [])
+        total = sum(len(c) for c in chunks)
+        if limit is None or total <= limit or document_at < 0:
+            return [t for c in chunks for t in c], False
+        room = limit - (total - len(chunks[document_at]))
+        chunks[document_at] = fit(tokenizer, around[0], document, around[1], room)
+        return [t for c in chunks for t in c], True
