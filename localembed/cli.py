@@ -16,6 +16,7 @@ from localembed.engine import (
     EmbedOptions,
     InputError,
     ModelLoadError,
+    NonFiniteOutput,
     RerankOptions,
     RunnerOptions,
 )
@@ -100,7 +101,7 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
         _say(f"note: {registry.default.load_note}")
     try:
         yield Service(registry)
-    except InputError as exc:
+    except (InputError, NonFiniteOutput) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         registry.close()

@@ -1,6 +1,6 @@
 """The embedding engine; see core.py for the request path."""
 
-from localembed.engine.batcher import EngineClosed, Overloaded
+from localembed.engine.batcher import EngineClosed, NonFiniteOutput, Overloaded
 from localembed.engine.core import (
     EmbeddingResult,
     EmbedOptions,
@@ -15,6 +15,6 @@ from localembed.engine.llama import RunnerOptions, gpu_backend
 
 __all__ = [
     "EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "GGUFInfo", "InputError",
-    "ModelLoadError", "Overloaded", "RerankOptions", "RerankResult", "RunnerOptions",
-    "WrongModelKind", "gpu_backend", "inspect_gguf",
+    "ModelLoadError", "NonFiniteOutput", "Overloaded", "RerankOptions", "RerankResult",
+    "RunnerOptions", "WrongModelKind", "gpu_backend", "inspect_gguf",
 ]

@@ -31,6 +31,11 @@ class EngineClosed(RuntimeError):
     """The engine was closed (or its model unloaded) before the request ran."""
 
 
+class NonFiniteOutput(RuntimeError):
+    """The model computed NaN or infinity for an input: no vector is better than a wrong one
+    (JSON would carry it as ``null``)."""
+
+
 class Overloaded(RuntimeError):
     """The model's queue is full; the caller should retry shortly."""
 
@@ -356,6 +361,7 @@ class Batcher:
                     job.todo.clear()
                     job.settle(error=RuntimeError(f"llama.cpp decode failed: {exc}"))
             return
+        bad = self._non_finite(vectors, sequences, worker, threads)
         seconds = time.perf_counter() - started
         with self._cond:
             self._release(tokens)
@@ -366,6 +372,16 @@ class Batcher:
             self.stats.sequences_per_decode.observe(len(sequences))
             self.stats.tokens_per_decode.observe(tokens)
             for row, (job, index) in enumerate(batch):
+                if job.future.done():
+                    continue
+                if row in bad:
+                    self._release(sum(len(job.sequences[i]) for i in job.todo))
+                    job.todo.clear()
+                    job.settle(error=NonFiniteOutput(
+                        f"the model computed NaN or infinite values for input {index}: its "
+                        "output cannot be trusted (a numerically unstable model file, such as "
+                        "an f16 EmbeddingGemma; its Q8_0, BF16 or F32 file computes it)"))
+                    continue
                 if job.vectors is None:
                     job.vectors = np.empty((len(job.sequences), vectors.shape[1]),
                                            dtype=np.float32)
@@ -373,6 +389,27 @@ class Batcher:
                 job.remaining -= 1
                 if job.remaining == 0:
                     job.settle(job.vectors)
+
+    def _non_finite(self, vectors: np.ndarray, sequences: list[list[int]], worker: int,
+                    threads: int) -> set[int]:
+        """Rows of a decode that are not finite, after decoding each of them alone (a NaN in
+        one sequence can reach its batch-mates through attention's masked cells), and
+        writing the ones that then come out finite back into ``vectors``."""
+        rows = set(np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist())
+        if not rows or len(sequences) == 1:
+            return rows
+        still: set[int] = set()
+        for row in sorted(rows):
+            try:
+                alone = self.runner.decode([sequences[row]], worker, threads)
+            except Exception:  # noqa: BLE001 (reported as the row's failure)
+                still.add(row)
+                continue
+            if np.isfinite(alone).all():
+                vectors[row] = alone[0]
+            else:
+                still.add(row)
+        return still
 
     def _fail_pending(self) -> None:
         """The last worker out fails whatever is still queued."""

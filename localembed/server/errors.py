@@ -18,7 +18,7 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from localembed.engine import EngineClosed, InputError, ModelLoadError, Overloaded
+from localembed.engine import EngineClosed, InputError, ModelLoadError, NonFiniteOutput, Overloaded
 from localembed.service import RequestAbandoned, RequestTimeout
 from localembed.store import ModelNotFound, StoreError
 
@@ -123,6 +123,9 @@ def from_core(exc: Exception) -> APIError:
     if isinstance(exc, ModelLoadError):
         return APIError(500, f"The model could not be loaded: {exc}", param="model",
                         code="model_load_failed", type_="server_error")
+    if isinstance(exc, NonFiniteOutput):
+        return APIError(500, f"The model failed: {exc}.", code="model_output_invalid",
+                        type_="server_error")
     if isinstance(exc, EngineClosed):
         return APIError(503, f"{exc}; retry the request.", code="model_unloaded",
                         type_="server_error")
@@ -142,7 +145,7 @@ def from_core(exc: Exception) -> APIError:
 
 # The core's failures, each answered by ``from_core``.
 CORE_ERRORS = (Overloaded, RequestAbandoned, RequestTimeout, InputError, ModelNotFound,
-               ModelLoadError, EngineClosed, StoreError, OSError)
+               ModelLoadError, NonFiniteOutput, EngineClosed, StoreError, OSError)
 
 
 def register_error_handlers(app: Flask) -> None:
