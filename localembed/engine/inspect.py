@@ -114,6 +114,11 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     pooling = int(pooling) if isinstance(pooling, int) else None
     name = header.get("general.name")
     name = name if isinstance(name, str) else path.stem
+    tensor_names = {t.name for t in header.tensors}
+    if "cls.output.weight" in tensor_names and pooling != gguf.PoolingType.RANK:
+        # A classification head makes a cross-encoder whatever the metadata says: llama.cpp's
+        # converter writes BERT ones with no pooling type at all.
+        pooling = int(gguf.PoolingType.RANK)
     looks_like_embedder = (
         family.embedding_only
         or pooling not in (None, gguf.PoolingType.NONE)
@@ -128,7 +133,6 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     if pooling in (None, gguf.PoolingType.NONE):
         pooling = (family.default_pooling if family.default_pooling is not None
                    else int(gguf.PoolingType.MEAN))
-    tensor_names = {t.name for t in header.tensors}
     kind = "embedding"
     if pooling == gguf.PoolingType.RANK:
         reranker_problem = rerank_head_problem(path.name, arch, header, tensor_names)
@@ -189,11 +193,15 @@ def rerank_head_problem(file_name: str, arch: str, header: GGUFHeader,
         return None
     token_types = header.get("tokenizer.ggml.token_type_count")
     if isinstance(token_types, int) and token_types > 1:
-        return (f"{file_name} is a BERT cross-encoder with {token_types} token types: "
-                "llama.cpp reads the document as the query's segment (no token type 1) and its "
-                "converter drops BERT's pooler, so its scores would be wrong (about 1 logit off, "
-                "in a different order). XLM-RoBERTa-style rerankers (one token type, e.g. "
-                "bge-reranker-v2-m3) and Qwen3-Reranker are served")
+        pooler = ("" if "cls.weight" in tensor_names else
+                  " and has lost BERT's pooler (llama.cpp's converter drops it: upstream PR "
+                  "#21729)")
+        return (f"{file_name} is a BERT cross-encoder (a reranker) with {token_types} token "
+                "types: llama.cpp reads the document as the query's segment (it has no token "
+                f"type 1){pooler}, so its scores would not be the model's (about 1 logit off, "
+                "in a different order). Use a reranker llama.cpp computes exactly instead: "
+                "Qwen3-Reranker (`localembed pull qwen3-reranker-0.6b`) or an XLM-RoBERTa "
+                "cross-encoder with one token type (`localembed pull bge-reranker-v2-m3`)")
     if "cls.weight" not in tensor_names:
         return (f"{file_name} is a cross-encoder without its dense head (no cls tensor): "
                 "its scores would be wrong")

@@ -1,0 +1,81 @@
+"""A BERT cross-encoder as llama.cpp's own converter writes it is known for a reranker, and
+refused with the reason, since llama.cpp cannot give its scores.
+
+The file is made the way users' files are: a (tiny, random) BertForSequenceClassification with
+the real BERT WordPiece vocabulary of all-MiniLM-L6-v2, converted by llama.cpp's converter.
+It carries ``cls.output.*`` and two token types, no pooling type and no pooler.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localembed.engine import ModelLoadError
+from localembed.engine.inspect import inspect_gguf
+from localembed.ggufheader import read_header
+from localembed.store import describe
+from tests.conftest import install_model
+from tests.llama_convert import convert
+
+REASON = "is a BERT cross-encoder (a reranker) with 2 token types"
+
+
+@pytest.fixture(scope="module")
+def converted(starter_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30_522, hidden_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=128, num_labels=1)
+    folder = tmp_path_factory.mktemp("cross") / "tiny-cross-encoder"
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):
+        shutil.copy(starter_folder / name, folder)
+    return convert(folder, folder.parent / "cross-encoder.gguf")
+
+
+def test_the_converter_writes_a_head_without_a_pooling_type_or_pooler(converted: Path) -> None:
+    header = read_header(converted)
+    names = {t.name for t in header.tensors}
+    assert "cls.output.weight" in names and "cls.weight" not in names
+    assert header.get("bert.pooling_type") is None
+    assert header.get("tokenizer.ggml.token_type_count") == 2
+
+
+def test_a_converted_cross_encoder_is_refused_as_a_reranker_with_what_to_use(
+        converted: Path) -> None:
+    with pytest.raises(ModelLoadError) as caught:
+        inspect_gguf(converted)
+    message = str(caught.value)
+    assert REASON in message
+    assert "pooler" in message
+    assert "qwen3-reranker-0.6b" in message and "bge-reranker-v2-m3" in message
+
+
+def test_import_refuses_it_and_installs_nothing(converted: Path, app_home: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "localembed", "import", str(converted)],
+                            capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert result.returncode == 1
+    assert REASON in result.stderr and "embedding model" not in result.stderr
+    assert not list((app_home / "models").glob("*.gguf"))
+
+
+def test_rerank_with_it_names_the_reason_not_the_wrong_kind(converted: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "localembed", "rerank", "-m", str(converted),
+                             "query", "document"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert REASON in result.stderr
+    assert "is an embedding model" not in result.stderr
+
+
+def test_an_installed_copy_is_listed_with_the_reason(converted: Path, app_home: Path) -> None:
+    install_model(app_home, "cross", converted)
+    assert REASON in describe("cross")["error"]
