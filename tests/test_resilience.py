@@ -45,6 +45,23 @@ def test_a_small_request_is_served_within_2s_behind_1000_long_sequences(starter_
     assert waited < 2.0, f"a one-word request waited {waited:.1f} s"
 
 
+def test_a_small_request_waits_one_batch_behind_a_big_one_not_the_whole_plan(
+        starter_engine) -> None:
+    """Counted in decodes, not seconds: behind 300 texts of 200 words, a one-word request is
+    decoded after the batches already running (one per worker), then its own."""
+    stats = starter_engine.batcher.stats
+    big = starter_engine.submit([" ".join(["word"] * 200)] * 300)
+    assert wait_until(lambda: stats.decode_calls >= 4)
+    submitted = stats.decode_calls
+    finished: list[int] = []
+    small = starter_engine.submit(["hi"])
+    small.add_done_callback(lambda _f: finished.append(stats.decode_calls))
+    small.result(60)
+    big.cancel()
+    waited = finished[0] - submitted
+    assert waited <= starter_engine.runner.workers + 1, f"waited {waited} decodes"
+
+
 def test_cancelled_work_leaves_the_queue(starter_engine) -> None:
     big = starter_engine.submit([LONG] * 1000)
     time.sleep(0.2)

@@ -336,7 +336,12 @@ class Batcher:
             b = min(fits, key=tokens.__getitem__)
             batches[b].append(item)
             tokens[b] += n
-        return [batch for batch in batches if batch]
+        # Shortest request first: the batch finishing the request with the least work left
+        # runs first, so a one-text request planned beside a 300-text one waits one decode,
+        # not the whole window (sort is stable: the rest keep their order).
+        planned = [batch for batch in batches if batch]
+        planned.sort(key=lambda batch: min(job.remaining for job, _ in batch))
+        return planned
 
     def _decode(self, batch: Batch, worker: int, threads: int) -> None:
         """Decode one batch (outside the lock) and hand each vector to its request."""
