@@ -20,7 +20,13 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from localembed.ggufwrite import DTYPES, MAX_SEQ_LENGTH_KEY, add_matrix, file_type
+from localembed.ggufwrite import (
+    DTYPES,
+    MAX_SEQ_LENGTH_KEY,
+    SEGMENT_B_KEY,
+    add_matrix,
+    file_type,
+)
 
 
 class ConversionError(Exception):
@@ -91,6 +97,20 @@ class BertFolder:
     name: str
     max_seq_length: int | None  # sentence-transformers' cut; None when it declares none
 
+    @property
+    def cross_encoder(self) -> bool:
+        """A BertForSequenceClassification checkpoint (a sentence-transformers CrossEncoder):
+        converted as a reranker with its pooler and classifier."""
+        return "BertForSequenceClassification" in (self.config.get("architectures") or [])
+
+    def input_files(self) -> list[Path]:
+        """The files a conversion reads, which an import sizes for its free-space check: a
+        model folder often holds the same weights in other formats too (pytorch_model.bin,
+        onnx/, openvino/), which are never read."""
+        names = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json",
+                 "tokenizer_config.json", "sentence_bert_config.json", "modules.json")
+        return [self.path / name for name in names if (self.path / name).is_file()]
+
 
 _POOLING_MODES = [
     ("pooling_mode_mean_tokens", gguf.PoolingType.MEAN),
@@ -140,8 +160,21 @@ def _vocab(folder: Path) -> list[str]:
 
 
 def inspect_folder(folder: str | os.PathLike[str]) -> BertFolder:
-    """Check that ``folder`` is a BERT sentence-transformers model and gather its settings."""
+    """Check that ``folder`` is a BERT sentence-transformers model and gather its settings.
+
+    Only the folder's own few files are looked at, config.json first, so anything else (``/``,
+    a folder of documents) is refused at once; a folder that cannot be read is refused with
+    the reason, not an I/O error.
+    """
     path = Path(folder)
+    try:
+        return _inspect_folder(path)
+    except OSError as exc:
+        raise ConversionError(f"cannot read {exc.filename or path}: {exc.strerror or exc}"
+                              ) from exc
+
+
+def _inspect_folder(path: Path) -> BertFolder:
     if not path.is_dir():
         raise ConversionError(f"{path} is not a folder")
     config_file = path / "config.json"
@@ -235,6 +268,15 @@ _TOP_MAP = {
     "embeddings.token_type_embeddings": "token_types",
     "embeddings.LayerNorm": "token_embd_norm",
 }
+# A cross-encoder's head: BERT's pooler (dense + tanh on [CLS]) and the classifier, which
+# llama.cpp's rank pooling computes as cls and cls.output. llama.cpp's own converter drops the
+# pooler (upstream PR #21729), so its scores are about a logit off.
+_HEAD_MAP = {
+    "bert.pooler.dense.weight": "cls.weight",
+    "bert.pooler.dense.bias": "cls.bias",
+    "classifier.weight": "cls.output.weight",
+    "classifier.bias": "cls.output.bias",
+}
 _LAYER_RE = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias|gamma|beta)$")
 
 
@@ -250,6 +292,30 @@ def gguf_tensor_name(hf_name: str) -> str | None:
     module, _, kind = name.rpartition(".")
     target = _TOP_MAP.get(module)
     return f"{target}.{suffix_map.get(kind, kind)}" if target else None
+
+
+def _cross_encoder_tables(info: BertFolder, mapped: dict[str, np.ndarray]) -> None:
+    """A cross-encoder's segment embeddings folded into its token table.
+
+    BERT reads a pair as [CLS] query [SEP] (token type 0) then document [SEP] (token type 1),
+    but llama.cpp adds the type-0 row to every token. So the table gets a second copy of the
+    vocabulary whose rows already hold the type-1 difference: token t of the document is fed as
+    t + vocab size, and embeds as E[t] + T[1] exactly as the model does (the engine shifts the
+    document's ids by ``SEGMENT_B_KEY``).
+    """
+    labels = int(info.config.get("num_labels", len(info.config.get("id2label", {})) or 1))
+    if labels != 1:
+        raise ConversionError(f"{info.path.name} is a classifier with {labels} labels; a "
+                              "reranker (cross-encoder) has one relevance output")
+    for name in _HEAD_MAP.values():
+        if name not in mapped:
+            raise ConversionError(f"model.safetensors lacks the cross-encoder's {name} weights")
+    types = mapped.get("token_types.weight")
+    if types is None or types.shape[0] < 2:
+        raise ConversionError("a cross-encoder needs BERT's two token-type embeddings")
+    table = mapped["token_embd.weight"]
+    mapped["token_embd.weight"] = np.concatenate([table, table + (types[1] - types[0])])
+    mapped["token_types.weight"] = types[:1]
 
 
 def _phantom(token: str) -> str:
@@ -274,16 +340,20 @@ def convert_folder(
     info = inspect_folder(folder)
     say = progress or (lambda _message: None)
     say(f"reading {info.path / 'model.safetensors'}")
+    head = _HEAD_MAP if info.cross_encoder else {}
     tensors = read_safetensors(info.path / "model.safetensors",
-                               lambda name: gguf_tensor_name(name) is not None)
+                               lambda name: gguf_tensor_name(name) is not None or name in head)
     config = info.config
     hidden = int(config["hidden_size"])
     layers = int(config["num_hidden_layers"])
     mapped: dict[str, np.ndarray] = {}
     for hf_name, value in tensors.items():
-        gguf_name = gguf_tensor_name(hf_name)
+        gguf_name = head.get(hf_name) or gguf_tensor_name(hf_name)
         if gguf_name is not None:
             mapped[gguf_name] = value
+    vocab_size = len(info.vocab)
+    if info.cross_encoder:
+        _cross_encoder_tables(info, mapped)
     required = ["token_embd.weight", "position_embd.weight", "token_embd_norm.weight",
                 "token_embd_norm.bias"]
     required += [f"blk.{i}.{t}.weight" for i in range(layers) for t in _LAYER_MAP.values()]
@@ -294,9 +364,10 @@ def convert_folder(
             "not a BERT sentence-transformers model"
         )
     vocab_rows = mapped["token_embd.weight"].shape
-    if vocab_rows != (len(info.vocab), hidden):
+    rows = vocab_size * (2 if info.cross_encoder else 1)
+    if vocab_rows != (rows, hidden):
         raise ConversionError(
-            f"word embeddings have shape {vocab_rows}, expected {(len(info.vocab), hidden)}"
+            f"word embeddings have shape {vocab_rows}, expected {(rows, hidden)}"
         )
 
     output = Path(output)
@@ -316,23 +387,33 @@ def convert_folder(
         writer.add_head_count(int(config["num_attention_heads"]))
         writer.add_layer_norm_eps(float(config.get("layer_norm_eps", 1e-12)))
         writer.add_causal_attention(False)
-        writer.add_pooling_type(info.pooling)
+        writer.add_pooling_type(gguf.PoolingType.RANK if info.cross_encoder else info.pooling)
         writer.add_tokenizer_model("bert")
         writer.add_tokenizer_pre("default")
-        writer.add_token_list([_phantom(t) for t in info.vocab])
+        tokens = [_phantom(t) for t in info.vocab]
         control = set(info.special.values())
-        writer.add_token_types([
-            gguf.TokenType.CONTROL if i in control else gguf.TokenType.NORMAL
-            for i in range(len(info.vocab))
-        ])
-        writer.add_token_type_count(int(config.get("type_vocab_size", 2)))
+        types = [gguf.TokenType.CONTROL if i in control else gguf.TokenType.NORMAL
+                 for i in range(vocab_size)]
+        if info.cross_encoder:  # the segment-B copies: never produced by the tokenizer
+            tokens += [f"[segment-b]{t}" for t in tokens]
+            types += [gguf.TokenType.UNUSED] * vocab_size
+            writer.add_uint32(SEGMENT_B_KEY, vocab_size)
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        writer.add_token_type_count(1 if info.cross_encoder
+                                    else int(config.get("type_vocab_size", 2)))
         writer.add_bos_token_id(info.special["cls"])
         writer.add_sep_token_id(info.special["sep"])
         writer.add_pad_token_id(info.special["pad"])
         writer.add_unk_token_id(info.special["unk"])
         writer.add_mask_token_id(info.special["mask"])
         writer.add_add_bos_token(True)
-        writer.add_add_sep_token(True)
+        if info.cross_encoder:  # the pair frame [CLS] query [SEP] document [SEP]
+            writer.add_eos_token_id(info.special["sep"])
+            writer.add_add_eos_token(True)
+            writer.add_add_sep_token(False)
+        else:
+            writer.add_add_sep_token(True)
         say(f"writing {len(mapped)} tensors as {dtype}")
         for tensor_name, value in mapped.items():
             # Vectors and the token-type table stay f32, as in llama.cpp's own converter.

@@ -27,19 +27,31 @@ REASON = "is a BERT cross-encoder (a reranker) with 2 token types"
 
 
 @pytest.fixture(scope="module")
-def converted(starter_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(starter_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BertForSequenceClassification with all-MiniLM-L6-v2's real vocabulary (and
+    token-type embeddings that differ, as trained ones do)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30_522, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128, num_labels=1)
+                        num_attention_heads=4, intermediate_size=128, num_labels=1,
+                        initializer_range=0.2)  # scores that differ between documents
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        model.bert.embeddings.token_type_embeddings.weight.normal_(0, 0.5)
     folder = tmp_path_factory.mktemp("cross") / "tiny-cross-encoder"
-    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    model.save_pretrained(folder, safe_serialization=True)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json"):
         shutil.copy(starter_folder / name, folder)
-    return convert(folder, folder.parent / "cross-encoder.gguf")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(checkpoint: Path) -> Path:
+    """The checkpoint as llama.cpp's converter writes it."""
+    return convert(checkpoint, checkpoint.parent / "cross-encoder.gguf")
 
 
 def test_the_converter_writes_a_head_without_a_pooling_type_or_pooler(converted: Path) -> None:
@@ -57,6 +69,7 @@ def test_a_converted_cross_encoder_is_refused_as_a_reranker_with_what_to_use(
     message = str(caught.value)
     assert REASON in message
     assert "pooler" in message
+    assert "`localembed import FOLDER`" in message
     assert "qwen3-reranker-0.6b" in message and "bge-reranker-v2-m3" in message
 
 
@@ -79,3 +92,63 @@ def test_rerank_with_it_names_the_reason_not_the_wrong_kind(converted: Path) -> 
 def test_an_installed_copy_is_listed_with_the_reason(converted: Path, app_home: Path) -> None:
     install_model(app_home, "cross", converted)
     assert REASON in describe("cross")["error"]
+
+
+# -- our converter keeps what llama.cpp's drops ---------------------------------------------------
+
+QUERY = "how do plants make food?"
+DOCUMENTS = ["Plants make food by photosynthesis, using light, water and carbon dioxide.",
+             "The stock market fell on Tuesday.", "Leaves hold chlorophyll!", "",
+             "光合作用 happens in leaves 🌿"]
+
+
+def transformers_logits(checkpoint: Path, query: str, documents: list[str]) -> list[float]:
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    batch = tokenizer([query] * len(documents), documents, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits[:, 0].tolist()
+
+
+def test_our_converter_keeps_the_pooler_and_the_second_segment(
+        checkpoint: Path, tmp_path: Path) -> None:
+    from localembed.convert import convert_folder
+    from localembed.engine import Engine
+
+    with Engine(convert_folder(checkpoint, tmp_path / "ours.gguf", dtype="f32")) as engine:
+        assert engine.kind == "reranker" and engine.score_type == "sigmoid"
+        result = engine.rerank(QUERY, DOCUMENTS)
+    want = transformers_logits(checkpoint, QUERY, DOCUMENTS)
+    # llama.cpp's CPU GELU is a tanh approximation read from an f16 table (a few 1e-3).
+    assert max(abs(a - b) for a, b in zip(result.logits, want, strict=True)) < 1e-3
+    assert max(want) - min(want) > 0.1
+    assert [int(i) for i in sorted(range(5), key=lambda i: -result.logits[i])] == sorted(
+        range(5), key=lambda i: -want[i])
+
+
+def test_the_pair_is_cls_query_sep_then_document_sep_in_the_second_segment(
+        checkpoint: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from localembed.convert import convert_folder
+    from localembed.engine import Engine
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encoded = tokenizer(QUERY, DOCUMENTS[0])
+    offset = 30_522
+    want = [t + offset * s for t, s in zip(encoded["input_ids"], encoded["token_type_ids"],
+                                            strict=True)]
+    with Engine(convert_folder(checkpoint, tmp_path / "ours.gguf")) as engine:
+        assert engine.prepare_pair(QUERY, DOCUMENTS[0]) == want
+
+
+def test_import_of_a_cross_encoder_folder_installs_a_reranker(checkpoint: Path,
+                                                              app_home: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "localembed", "import", str(checkpoint),
+                             "--id", "cross"], capture_output=True, text=True, timeout=300,
+                            env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    assert describe("cross")["kind"] == "reranker"

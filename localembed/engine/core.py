@@ -462,7 +462,8 @@ class Engine:
             return PairTemplate.frame(head=[r.bos] if r.adds["bos"] else [],
                                       middle=([eos] if r.adds["eos"] else [])
                                       + ([r.sep] if r.adds["sep"] else []),
-                                      tail=[eos] if r.adds["eos"] else [])
+                                      tail=[eos] if r.adds["eos"] else [],
+                                      segment_b=self.info.segment_b_offset or 0)
         return PairTemplate.parse(self.runner, template, self.runner.normalize(instruction))
 
     def prepare_pair(self, query: str, document: str,

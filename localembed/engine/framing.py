@@ -72,6 +72,9 @@ class PairTemplate:
 
     parts: tuple[Part, ...]
     instruction: str = ""
+    # Added to the ids of the document and all that follows it: a localembed-converted BERT
+    # cross-encoder's second segment (see convert.py); 0 for every other model.
+    segment_b: int = 0
 
     @classmethod
     def parse(cls, tokenizer: Tokenizer, template: str, instruction: str = "") -> PairTemplate:
@@ -95,13 +98,15 @@ class PairTemplate:
         return cls(tuple(parts), instruction)
 
     @classmethod
-    def frame(cls, head: list[int], middle: list[int], tail: list[int]) -> PairTemplate:
+    def frame(cls, head: list[int], middle: list[int], tail: list[int],
+              segment_b: int = 0) -> PairTemplate:
         """The cross-encoder pair: ``head query middle document tail`` (e.g. [CLS] q [SEP]
         [SEP] d [SEP]); query and document are segments of their own, as in a tokenizer's
         pair encoding."""
         return cls(tuple(p for p in (Part(ids=tuple(head)), Part(text="{query}"),
                                      Part(ids=tuple(middle)), Part(text="{document}"),
-                                     Part(ids=tuple(tail))) if p.ids or p.text))
+                                     Part(ids=tuple(tail))) if p.ids or p.text),
+                   segment_b=segment_b)
 
     def _fill(self, text: str, query: str) -> tuple[str, str | None]:
         """(the text with its slots filled, before the document slot; what follows the
@@ -138,8 +143,10 @@ class PairTemplate:
                 text = before
             chunks.append(tokenizer.tokenize(text, special=False) if text else [])
         total = sum(len(c) for c in chunks)
-        if limit is None or total <= limit or document_at < 0:
-            return [t for c in chunks for t in c], False
-        room = limit - (total - len(chunks[document_at]))
-        chunks[document_at] = fit(tokenizer, around[0], document, around[1], room)
-        return [t for c in chunks for t in c], True
+        cut = limit is not None and total > limit and document_at >= 0
+        if cut:
+            room = limit - (total - len(chunks[document_at]))  # type: ignore[operator]
+            chunks[document_at] = fit(tokenizer, around[0], document, around[1], room)
+        if self.segment_b and document_at >= 0:
+            chunks[document_at:] = [[t + self.segment_b for t in c] for c in chunks[document_at:]]
+        return [t for c in chunks for t in c], cut

@@ -19,7 +19,7 @@ import gguf
 
 from localembed.families import Family, family_for
 from localembed.ggufheader import GGUFHeader, GGUFHeaderError, read_header
-from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY
+from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
 
 # llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 POOLING_NAMES = {int(p): p.name.lower() for p in gguf.PoolingType}
@@ -49,6 +49,9 @@ class GGUFInfo:
     kind: str = "embedding"  # or "reranker" (rank pooling: one relevance score per pair)
     rerank_template: str | None = None  # the GGUF's own pair prompt ({query}, {document})
     tokenizer_pre: str | None = None  # the pre-tokenizer llama.cpp applies ("qwen2", ...)
+    # A cross-encoder converted by localembed: the document's token ids are shifted by this
+    # (its token-type-1 embedding folded into a second copy of the vocabulary).
+    segment_b_offset: int | None = None
 
     @property
     def default_max_tokens(self) -> int:
@@ -63,7 +66,7 @@ class GGUFInfo:
             "file_type": self.file_type, "size": self.size,
             "max_seq_length": self.max_seq_length, "vocab_size": self.vocab_size,
             "kind": self.kind, "rerank_template": self.rerank_template,
-            "tokenizer_pre": self.tokenizer_pre,
+            "tokenizer_pre": self.tokenizer_pre, "segment_b_offset": self.segment_b_offset,
         })
 
     @classmethod
@@ -159,6 +162,8 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         rerank_template=template if isinstance(template := header.get(RERANK_TEMPLATE_KEY), str)
         else None,
         tokenizer_pre=pre if isinstance(pre := header.get("tokenizer.ggml.pre"), str) else None,
+        segment_b_offset=offset if isinstance(offset := header.get(SEGMENT_B_KEY), int)
+        and offset > 0 else None,
     )
 
 
@@ -199,9 +204,11 @@ def rerank_head_problem(file_name: str, arch: str, header: GGUFHeader,
         return (f"{file_name} is a BERT cross-encoder (a reranker) with {token_types} token "
                 "types: llama.cpp reads the document as the query's segment (it has no token "
                 f"type 1){pooler}, so its scores would not be the model's (about 1 logit off, "
-                "in a different order). Use a reranker llama.cpp computes exactly instead: "
-                "Qwen3-Reranker (`localembed pull qwen3-reranker-0.6b`) or an XLM-RoBERTa "
-                "cross-encoder with one token type (`localembed pull bge-reranker-v2-m3`)")
+                "in a different order). Instead, import the model's original Hugging Face folder "
+                "(`localembed import FOLDER`: localembed's converter keeps the pooler and the "
+                "document's segment), or use Qwen3-Reranker (`localembed pull "
+                "qwen3-reranker-0.6b`) or bge-reranker-v2-m3 (`localembed pull "
+                "bge-reranker-v2-m3`)")
     if "cls.weight" not in tensor_names:
         return (f"{file_name} is a cross-encoder without its dense head (no cls tensor): "
                 "its scores would be wrong")

@@ -350,7 +350,9 @@ class LlamaRunner:
         self.adds = {"bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
                      "eos": bool(llama_cpp.llama_vocab_get_add_eos(vocab)),
                      "sep": bool(llama_cpp.llama_vocab_get_add_sep(vocab))}
-        self._wordpiece = _wordpiece(vocab)  # any WordPiece vocabulary, whatever the family
+        # Any WordPiece vocabulary, whatever the family (a cross-encoder's segment-B copies of
+        # its tokens are never produced by tokenizing).
+        self._wordpiece = _wordpiece(vocab, info.segment_b_offset)
         self._pieces: dict[tuple[int, bool], bytes] = {}  # token -> bytes, filled as read
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
@@ -514,11 +516,12 @@ class LlamaRunner:
             self._model.close()
 
 
-def _wordpiece(vocab: object) -> WordPiece | None:
-    """A Hugging Face-exact tokenizer for a WordPiece vocabulary; None for other vocabularies."""
+def _wordpiece(vocab: object, limit: int | None = None) -> WordPiece | None:
+    """A Hugging Face-exact tokenizer for a WordPiece vocabulary (its first ``limit`` tokens);
+    None for other vocabularies."""
     if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_WPM:
         return None
-    n = llama_cpp.llama_vocab_n_tokens(vocab)
+    n = min(llama_cpp.llama_vocab_n_tokens(vocab), limit or 1 << 31)
     tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace")
               for i in range(n)]
     control = [bool(llama_cpp.llama_vocab_is_control(vocab, i)) for i in range(n)]
