@@ -4,6 +4,7 @@ has a place for it. Limits are checked once in the core, so each route gets all 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -162,3 +163,26 @@ def test_deeply_nested_json_is_a_400(limited, route: Route) -> None:
     raw = b'{"x": ' + b"[" * depth + b"]" * depth + b"}"
     body = raw.replace(b'"x"', f'"{route.field}"'.encode())
     check(limited.post(route.path, data=body, content_type="application/json"), 400, route)
+
+
+# The rerank routes read their bodies through the same decoder; they join the routes above for
+# bodies that fail before any model is chosen. /rerank cannot tell TEI's body from Cohere's in
+# a body it cannot read, so it answers those in its Cohere/Jina (OpenAI-style) shape.
+RERANK_ROUTES = [
+    Route("/v1/rerank", "documents", lambda t: {"query": "q", "documents": t}, "openai"),
+    Route("/v2/rerank", "documents", lambda t: {"query": "q", "documents": t}, "cohere"),
+    Route("/rerank", "documents", lambda t: {"query": "q", "documents": t}, "openai"),
+    Route("/v1/similarity/matrix", "texts", lambda t: {"texts": t}, "openai"),
+]
+DECODED_ROUTES = ROUTES + RERANK_ROUTES
+
+
+@pytest.mark.parametrize("route", DECODED_ROUTES, ids=[r.path for r in DECODED_ROUTES])
+def test_deep_nesting_in_an_unknown_field_is_a_400(limited, route: Route) -> None:
+    depth = 1000
+    junk = b"[" * depth + b"]" * depth
+    body = route.build(["a"])
+    raw = json.dumps(body).encode()[:-1] + b', "junk": ' + junk + b"}"
+    response = limited.post(route.path, data=raw, content_type="application/json")
+    check(response, 400, route)
+    assert "nested too deeply" in response.get_data(as_text=True)

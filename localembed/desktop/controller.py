@@ -6,6 +6,7 @@ about pystray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Callable
 
 from msgspec.structs import replace
 
+from localembed import instances
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
 from localembed.settings import ServerConfig, local_url, save_setting
@@ -75,6 +77,10 @@ class AppController:
         self._thread = threading.Thread(target=self._serve, args=(self._server,),
                                         name="localembed-http", daemon=True)
         self._thread.start()
+        try:  # so that `localembed ls` and `rm` ask this server too, whatever its port
+            instances.register(instances.this_server("app", self.config.host, self.port))
+        except OSError as exc:
+            log.warning("cannot record the server in %s: %s", instances.servers_dir(), exc)
         self._set("ready", f"serving {self.registry.default_id}")  # type: ignore[union-attr]
         log.info("serving %s at %s", self.registry.default_id, self.url)  # type: ignore[union-attr]
 
@@ -86,11 +92,17 @@ class AppController:
                 raise
 
     def _stop_server(self) -> None:
+        """Stop accepting, let the requests already received finish (within the grace
+        period), then close: pausing or quitting never cuts a request in flight."""
+        from localembed.server.serving import GRACE_PERIOD
+
         self._stopping = True
+        with contextlib.suppress(OSError):
+            instances.unregister()
         if self._server is not None:
-            self._server.close()
+            self._server.stop()
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(GRACE_PERIOD + 5)
         self._server = self._thread = None
 
     @property

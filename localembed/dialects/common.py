@@ -59,6 +59,11 @@ def decode(data: bytes, model: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise InputError("We could not parse the JSON body of your request. Send valid JSON, "
                          'e.g. {"input": "hello"}.', code="invalid_json") from exc
+    except RecursionError as exc:
+        # msgspec walks nesting on the C stack, and skipping an unknown field does too: depth
+        # is bounded by Python's recursion limit, so a body past it is the client's error.
+        raise InputError("The JSON body is nested too deeply; no field of a request nests "
+                         "more than a few levels.", code="invalid_json") from exc
 
 
 def convert(body: dict[str, Any], model: type[T]) -> T:

@@ -6,7 +6,6 @@ own registry and config, the CLI passes the user's. ``serve`` runs it under wait
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from flask import Blueprint, Flask, Response, g, request
 from localembed import __version__
 from localembed.registry import Registry
 from localembed.server import cohere, manage, ollama, openai, rerank, security, webui
-from localembed.server.errors import APIError, error_body, register_error_handlers
+from localembed.server.errors import register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
+from localembed.server.serving import Server, make_waitress_server
 from localembed.server.state import ServerState, state
 from localembed.settings import ServerConfig
 from localembed.tokenids import Decoder, local_cl100k
@@ -94,49 +94,12 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     return app
 
 
-def make_server(app: Flask, config: ServerConfig):  # type: ignore[no-untyped-def]
-    """A waitress server bound to config.host:config.port (port 0 picks a free one).
-
-    Sized for local use that survives slow and idle clients: idle or dripping connections
-    cost a socket, never an HTTP thread, and time out; bodies over the limit are refused from
-    their Content-Length before any byte is spooled, in the client's error shape; a request
-    lookahead lets a request know when its client has gone, so its queued work is dropped.
-    """
-    from waitress.channel import HTTPChannel
-    from waitress.server import create_server
-    from waitress.task import ErrorTask
-
-    class JSONErrorTask(ErrorTask):
-        """Waitress's own errors (a body too large, a malformed request) as JSON."""
-
-        def execute(self) -> None:
-            error = self.request.error
-            path = (getattr(self.request, "path", "") or "").split("?")[0]
-            status = error.code
-            api = APIError(status, "Request body too large" if status == 413 else
-                           f"{error.reason}: {error.body}",
-                           code="request_too_large" if status == 413 else "bad_request")
-            body = json.dumps(error_body(path, api)).encode()
-            self.status = f"{status} {error.reason}"
-            self.response_headers.append(("Content-Type", "application/json"))
-            self.set_close_on_finish()
-            self.content_length = len(body)
-            self.write(body)
-
-    class Channel(HTTPChannel):
-        error_task_class = JSONErrorTask
-
-    server = create_server(app, host=config.host, port=config.port,
-                           threads=config.http_threads,
-                           max_request_body_size=config.max_body_bytes,
-                           connection_limit=1000, channel_timeout=60, cleanup_interval=10,
-                           channel_request_lookahead=4,
-                           ident="localembed", clear_untrusted_proxy_headers=True)
-    # One listener, or several (a host name with many addresses): each makes the channels.
-    for listener in [server, *getattr(server, "map", {}).values()]:
-        if hasattr(listener, "channel_class"):
-            listener.channel_class = Channel
-    return server
+def make_server(app: Flask, config: ServerConfig) -> Server:
+    """The HTTP server for ``app`` bound to config.host:config.port (port 0 picks a free one);
+    ``run()`` serves until ``stop()``, which finishes requests already received first
+    (``localembed.server.serving`` says what it adds to waitress)."""
+    return make_waitress_server(app, config.host, config.port, config.http_threads,
+                                config.max_body_bytes)
 
 
 def server_url(server) -> str:  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from localembed.dialects import rerank
-from localembed.engine import Engine
+from localembed.dialects.common import decode
+from localembed.engine import Engine, InputError
 from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import use_error_shape
 from localembed.server.state import state
@@ -39,9 +40,9 @@ def reranker(model: str | None) -> Engine:
 def _is_tei(data: bytes) -> bool:
     """TEI's body has ``texts`` where Cohere's and Jina's have ``documents``."""
     try:
-        keys = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False  # not a JSON object: the Cohere/Jina model says what is wrong
+        keys = decode(data, dict[str, msgspec.Raw])
+    except InputError:
+        return False  # not a readable JSON object: the Cohere/Jina model says what is wrong
     return "texts" in keys and "documents" not in keys
 
 

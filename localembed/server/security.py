@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
+from localembed.addresses import is_wildcard, machine_names, names_this_server
 from localembed.server.errors import APIError
 from localembed.settings import ServerConfig
 
@@ -43,10 +44,24 @@ def _hostname(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def host_allowed(host_header: str, config: ServerConfig) -> bool:
+def names_server(host_header: str, config: ServerConfig) -> bool:
+    """The Host names this server: a local name, a name or address it is bound to and
+    reachable at (every interface of this machine for a wildcard bind), or an --allowed-host
+    given by name."""
     name = _hostname(host_header)
-    allowed = {h.lower() for h in config.allowed_hosts}
-    return name in LOCAL_HOSTS or name in allowed or "*" in allowed
+    return (name in LOCAL_HOSTS or name in {h.lower() for h in config.allowed_hosts}
+            or names_this_server(name, config.host))
+
+
+def host_allowed(host_header: str, config: ServerConfig) -> bool:
+    return "*" in config.allowed_hosts or names_server(host_header, config)
+
+
+def own_page(origin: str, host_header: str, config: ServerConfig) -> bool:
+    """A page this server served (the playground opened at a LAN address, say): the same
+    origin as the request, at a Host that names the server. ``--allowed-host '*'`` does not
+    make every Host a name of the server, or a rebinding page would count as its own."""
+    return same_origin(origin, host_header) and names_server(host_header, config)
 
 
 def origin_allowed(origin: str, config: ServerConfig) -> bool:
@@ -64,13 +79,17 @@ def _key_from_request() -> str | None:
 
 
 def install(app: Flask, config: ServerConfig) -> None:
+    if is_wildcard(config.host):
+        machine_names()  # the FQDN may cost a DNS lookup: at start, not in a first request
+
     @app.before_request
     def guard() -> Response | None:
         if not host_allowed(request.host, config):
             raise APIError(403, f"Host '{request.host}' is not allowed; add it with "
                                 "--allowed-host to serve it.", code="host_not_allowed")
         origin = request.headers.get("Origin")
-        if origin and not origin_allowed(origin, config):
+        if origin and not (origin_allowed(origin, config)
+                           or own_page(origin, request.host, config)):
             raise APIError(403, f"Origin '{origin}' is not allowed; add it with "
                                 "--cors-origin to serve it.", code="origin_not_allowed")
         if origin and is_management(request.method, request.path) and not same_origin(
