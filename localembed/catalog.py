@@ -202,3 +202,29 @@ def lookup(name: str) -> CatalogEntry | None:
         if key == entry.id or key in entry.aliases:
             return entry
     return None
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is the starter model, which ships inside the package: listed with the
+    catalog and "pulled" at once, with nothing to download."""
+    return name.strip().lower() == STARTER_ID
+
+
+def listing(installed: set[str]) -> list[dict]:
+    """Every model the catalog offers, the built-in starter first, as the CLI's `ls --catalog`
+    and the web UI's GET /v1/catalog both show them (one list, so they cannot disagree)."""
+    from localembed.starter import starter_path
+
+    starter = starter_path()
+    rows: list[dict] = [{
+        **STARTER, "kind": "embedding", "repo": None, "filename": None,
+        "size_bytes": starter.stat().st_size if starter.is_file() else None, "pinned": False,
+        "recommended": False, "builtin": True, "aliases": [], "installed": True}]
+    for e in CATALOG:
+        rows.append({
+            "id": e.id, "kind": e.kind, "family": e.family, "dimensions": e.dimensions,
+            "context": e.context, "license": e.license, "description": e.description,
+            "quantization": e.quantization, "repo": e.repo, "filename": e.filename,
+            "size_bytes": e.size, "pinned": e.pinned, "recommended": e.recommended,
+            "builtin": False, "aliases": list(e.aliases), "installed": e.id in installed})
+    return rows

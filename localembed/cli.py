@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -49,8 +49,9 @@ def _loading_options(model_help: str, input_name: str):  # type: ignore[no-untyp
         click.option("--gpu-layers", type=int, default=None,
                      help="Layers to offload to the GPU (default: all if a GPU backend exists)."),
         click.option("--max-tokens", type=int, default=None,
-                     help=f"Longest {input_name} in tokens (default: model context, at most "
-                          "8192)."),
+                     help=f"Longest {input_name} in tokens (default: the model's own limit: "
+                          "its sentence-transformers max_seq_length where the GGUF records "
+                          "it, else its context, at most 8192; up to the context)."),
         click.option("--flash-attn/--no-flash-attn", default=True, show_default=True,
                      help="Flash attention (faster; off makes batching bit-stable)."),
     ]
@@ -107,20 +108,42 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
         registry.close()
 
 
-@click.group(cls=DefaultGroup, default="serve", default_if_no_args=True,
+# What a bare `-h` (no value after it) stands for: `-h` is `serve`'s --host, so
+# `localembed -h 0.0.0.0` binds every interface, but alone it can only mean help.
+_BARE_H = "\0help"
+
+
+def _host_or_help(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value == _BARE_H:
+        click.echo(ctx.get_help())
+        ctx.exit()
+    return value
+
+
+class _Group(DefaultGroup):
+    """`serve` is the default command; `localembed -h` alone is `localembed --help`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ["--help"] if args == ["-h"] else args)
+
+
+@click.group(cls=_Group, default="serve", default_if_no_args=True,
              context_settings={"help_option_names": ["--help"]})  # -h is --host
 @click.version_option(__version__, prog_name="localembed")
 def cli() -> None:
     """localembed: a local embeddings server for GGUF models.
 
     With no command, runs `serve`: `localembed --port 9000 -m MODEL` is
-    `localembed serve --port 9000 -m MODEL`.
+    `localembed serve --port 9000 -m MODEL`, and `localembed -h 0.0.0.0` binds every
+    interface (-h is serve's --host; -h alone shows this help).
     """
 
 
 @cli.command()
-@click.option("-h", "--host", default=None,
-              help=f"Interface to bind (default {DEFAULT_HOST}; keep it local).")
+@click.option("-h", "--host", default=None, is_flag=False, flag_value=_BARE_H,
+              callback=_host_or_help, is_eager=True,
+              help=f"Interface to bind (default {DEFAULT_HOST}; keep it local). Alone, -h "
+                   "shows this help.")
 @click.option("-p", "--port", type=int, default=None,
               help=f"Port (default {DEFAULT_PORT}; 0 picks a free port).")
 @click.option("-m", "--model", default=None, help="Model id or .gguf path to serve.")
@@ -146,8 +169,10 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     """
     import signal
 
+    from localembed.instances import registered, this_server
     from localembed.registry import Registry
     from localembed.server import create_app, make_server, server_url
+    from localembed.server.serving import GRACE_PERIOD
 
     try:
         config = load_config(host=host, port=port, model=model, threads=threads,
@@ -184,30 +209,42 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     if not config.is_local:
         click.echo("Reachable at: " + "  ".join(reachable_urls(config.host, server.effective_port)),
                    err=True)
-    click.echo(url, nl=True)  # stdout: just the URL, for scripts (useful with --port 0)
-    sys.stdout.flush()
+    stops: list[int] = []
 
-    def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def stop(signum: int, _frame: object) -> None:
+        """The first signal finishes the requests already received (within the grace period);
+        a second one stops at once."""
+        stops.append(signum)
+        server.stop(GRACE_PERIOD if len(stops) == 1 else 0)
 
+    # Installed explicitly for both: a shell that starts a job in the background without job
+    # control has it inherit SIGINT ignored, so Ctrl-C and `kill -INT` would do nothing.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    entry = this_server("serve", config.host, server.effective_port)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        with registered(entry, warn=_say):
+            click.echo(url, nl=True)  # stdout: just the URL, for scripts (useful with --port 0)
+            sys.stdout.flush()
+            server.run()
     finally:
-        server.close()
         registry.close()
         _say("localembed stopped.")
 
 
+def _lines(stream: Iterable[str]) -> list[str]:
+    """One input per line, a blank line being an empty text, so that output index i is line
+    i + 1 of the input; the newline that ends the last line starts no input of its own."""
+    return [line.rstrip("\r\n") for line in stream]
+
+
 def _read_texts(texts: tuple[str, ...], file: click.File | None) -> list[str]:
     if file is not None:
-        return [line.rstrip("\n") for line in file if line.strip()]
+        return _lines(file)  # type: ignore[arg-type]
     if texts:
         return list(texts)
     if not sys.stdin.isatty():
-        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        return _lines(sys.stdin)
     raise click.UsageError("give texts as arguments, with --file, or on standard input")
 
 
@@ -238,7 +275,8 @@ def app(port: int | None, model: str | None, no_browser: bool, no_tray: bool) ->
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("-f", "--file", type=click.File("r", encoding="utf-8"), default=None,
-              help="Read one text per line from a file ('-' for standard input).")
+              help="Read one text per line from a file, a blank line being an empty text "
+                   "(so index i is line i + 1; '-' for standard input).")
 @click.option("--title", default=None, help="Document title (EmbeddingGemma document task).")
 @click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
 @embed_options
@@ -327,8 +365,9 @@ def _default_reranker() -> str | None:
 @click.argument("query")
 @click.argument("documents", nargs=-1)
 @click.option("-f", "--file", type=click.File("r", encoding="utf-8"), default=None,
-              help="Read one document per line (blank lines skipped; '-' for standard input), "
-                   "after any DOCUMENTS given as arguments.")
+              help="Read one document per line, a blank line being an empty document (so "
+                   "each keeps its place in INDEX; '-' for standard input), after any "
+                   "DOCUMENTS given as arguments.")
 @click.option("-n", "--top", "top", type=click.IntRange(min=1), default=None,
               help="Show only the N most relevant documents.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -349,9 +388,9 @@ def rerank(query: str, documents: tuple[str, ...], file: click.File | None, top:
     """
     items = list(documents)
     if file is not None:
-        items += [line.rstrip("\r\n") for line in file if line.strip()]
+        items += _lines(file)  # type: ignore[arg-type]
     elif not items and not sys.stdin.isatty():
-        items = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        items = _lines(sys.stdin)
     if not items:
         raise click.UsageError("give documents as arguments, with --file, or on standard input")
     if model is None:
@@ -433,34 +472,59 @@ def _configured_model() -> str | None:
         return None
 
 
-def _server_url() -> str:
-    config = load_config()
-    return local_url(config.host, config.port)
+def _server_urls() -> list[str]:
+    """Every running server: each one registered in the app's home (whatever its port), and
+    whatever answers on the configured port (a server of an older version registers nothing)."""
+    from localembed.instances import live_servers
+
+    urls = [entry.url for entry in live_servers()]
+    try:
+        config = load_config()
+    except ValueError:
+        config = None
+    if config is not None:
+        urls.append(local_url(config.host, config.port))
+    return list(dict.fromkeys(urls))
 
 
-def _server_call(method: str, path: str) -> dict | None:
-    """Ask a running localembed server (at the configured port); None if none answers."""
+def _server_call(url: str, method: str, path: str) -> dict | None:
+    """Ask the localembed server at ``url``; None if it does not answer (or is not one)."""
     import urllib.error
     import urllib.request
 
-    config = load_config()
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    req = urllib.request.Request(_server_url() + path, method=method, headers=headers,
+    try:
+        key = load_config().api_key
+    except ValueError:
+        key = None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    req = urllib.request.Request(url + path, method=method, headers=headers,
                                  data=b"" if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, timeout=2) as resp:
-            return json.load(resp)
+            answer = json.load(resp)
     except urllib.error.HTTPError as exc:
         body = json.loads(exc.read() or b"{}")
         raise click.ClickException(body.get("error", {}).get("message", str(exc))) from exc
     except (OSError, ValueError):
         return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _loaded_by() -> dict[str, list[str]]:
+    """Each model some running server has loaded -> the URLs of those servers."""
+    holders: dict[str, list[str]] = {}
+    for url in _server_urls():
+        health = _server_call(url, "GET", "/health") or {}
+        for model_id in health.get("loaded", []):
+            holders.setdefault(model_id, []).append(url)
+    return holders
 
 
 @cli.command()
 @click.argument("model")
 def pull(model: str) -> None:
     """Download a catalog MODEL from the Hugging Face Hub (resumable, verified)."""
+    from localembed.catalog import is_builtin
     from localembed.pull import PullCancelled, PullError, PullTask
     from localembed.pull import pull as do_pull
 
@@ -500,6 +564,8 @@ def pull(model: str) -> None:
     except PullError as exc:
         click.echo("", err=True)
         raise click.ClickException(str(exc)) from exc
+    if is_builtin(model):  # nothing was downloaded, as its notice said
+        return
     click.echo(f"\r{task.progress.model}: installed {path} ({_size(path.stat().st_size)})"
                f"{' ' * 20}", err=True)
 
@@ -515,33 +581,29 @@ def _size(n: float | None) -> str:
 
 
 @cli.command(name="ls")
-@click.option("--catalog", "show_catalog", is_flag=True, help="List models that can be pulled.")
+@click.option("--catalog", "show_catalog", is_flag=True,
+              help="List the models that can be pulled, and the built-in starter.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(show_catalog: bool, as_json: bool) -> None:
     """List installed models (* default, + loaded in a running server)."""
-    from localembed.catalog import CATALOG
+    from localembed.catalog import listing
     from localembed.store import default_model_id, describe, installed
 
     if show_catalog:
-        have = set(installed())
-        rows = [{"id": e.id, "kind": e.kind, "family": e.family,
-                 "quantization": e.quantization, "dimensions": e.dimensions,
-                 "size_bytes": e.size, "installed": e.id in have,
-                 "recommended": e.recommended, "description": e.description} for e in CATALOG]
+        rows = listing(set(installed()))
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
         click.echo(f"{'ID':<32} {'KIND':<9} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} "
                    f"{'SIZE':>9}")
         for r in rows:
-            mark = "installed" if r["installed"] else ""
+            mark = "built in" if r["builtin"] else "installed" if r["installed"] else ""
             click.echo(f"{r['id']:<32} {r['kind']:<9} {r['family']:<16} "
                        f"{r['quantization']:<7} {_dims(r['dimensions']):>5} "
                        f"{_size(r['size_bytes']):>9}  {mark}")
         return
     default = default_model_id(_configured_model())
-    health = _server_call("GET", "/health") or {}
-    loaded = set(health.get("loaded", []))
+    loaded = set(_loaded_by())
     rows = []
     for model_id in installed():
         info = describe(model_id)
@@ -570,24 +632,30 @@ def _dims(value: object) -> str:
 @click.option("--force", is_flag=True, help="Unload it from a running server first.")
 def rm(model: str, force: bool) -> None:
     """Remove an installed MODEL (refused while a running server has it loaded)."""
-    from localembed.store import StoreError, remove
+    from localembed.store import StoreError, removal
 
-    health = _server_call("GET", "/health") or {}
-    if model in health.get("loaded", []):
-        if not force:
-            raise click.ClickException(
-                f"{model} is loaded by the server at {_server_url()}; use --force to unload "
-                "and remove it")
-        _server_call("POST", f"/v1/models/{model}/unload")
+    holders = _loaded_by().get(model, [])
+    if holders and not force:
+        servers = "the server" if len(holders) == 1 else "the servers"
+        raise click.ClickException(
+            f"{model} is loaded by {servers} at {', '.join(holders)}; use --force to unload "
+            "and remove it")
     try:
-        remove(model)
+        # The file is moved aside first: where it cannot be deleted, nothing is unloaded.
+        with removal(model):
+            for url in holders:
+                _server_call(url, "POST", f"/v1/models/{model}/unload")
     except (StoreError, ModelNotFound) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise click.ClickException(f"cannot remove {model}{where}: {exc.strerror or exc}; "
+                                   "nothing was changed") from exc
     click.echo(f"removed {model}", err=True)
 
 
 @cli.command(name="import")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path(exists=True, readable=False))  # the store says why
 @click.option("--id", "model_id", default=None, help="Model id (default: from the file name).")
 def import_cmd(path: str, model_id: str | None) -> None:
     """Install a .gguf file (validated) or convert a sentence-transformers BERT folder."""
@@ -597,6 +665,10 @@ def import_cmd(path: str, model_id: str | None) -> None:
         new_id = import_model(path, model_id, progress=_say)
     except (StoreError, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a full disk, a read-only home: nothing was installed
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise click.ClickException(f"cannot import {path}{where}: {exc.strerror or exc}; "
+                                   "nothing was installed") from exc
     click.echo(f"imported {new_id}", err=True)
     click.echo(new_id)
 

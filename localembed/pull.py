@@ -8,10 +8,15 @@ ETag), so a cancelled or killed pull resumes from where it stopped. Around the t
 module adds what a desktop user needs: a free-space check before starting, a lock so two pulls
 of one model cannot collide, progress with speed and ETA that a CLI bar or the web UI can show,
 cancellation, and a size + sha256 check that deletes a bad file instead of installing it.
+
+Whatever the outcome, a pull leaves behind only what a later pull can resume (a partial file
+with bytes in it, and its ETag, after a cancel, an interruption or a dropped connection): no
+lock file, no empty folder, nothing at all after a pull that failed for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,14 +24,15 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
-from localembed.catalog import CatalogEntry, Source, lookup
+from localembed.catalog import CatalogEntry, Source, is_builtin, lookup
 from localembed.settings import models_dir
+from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DISK_MARGIN = 64 * 1024 * 1024
@@ -161,6 +167,8 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
 
     constants.DOWNLOAD_CHUNK_SIZE = CHUNK_SIZE
 
+    if is_builtin(name):
+        return _builtin(task or PullTask(STARTER_ID))
     entry = lookup(name)
     if entry is None:
         raise PullError(f"unknown model {name!r}: see `localembed ls --catalog` for the models "
@@ -171,28 +179,32 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
         task.update(status="checking")
         target = models_dir() / f"{entry.id}.gguf"
         download_dir = models_dir() / ".downloads" / entry.id
-        download_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(models_dir() / f".{entry.id}.lock")):
-            # A second pull of the same model waits above, then finds it installed.
-            if target.exists() and metadata_path(entry.id).exists():
-                size = target.stat().st_size
-                task.update(status="done", total=size, downloaded=size, finished=time.time())
-                return target
-            refusals: list[str] = []
-            for source in entry.sources:
-                try:
-                    _pull_source(entry, source, target, download_dir, endpoint, token, task)
-                except SourceRefused as exc:
-                    refusals.append(str(exc))
-                    task.update(status="checking", downloaded=0, total=None, speed=0.0,
-                                eta=None, notice=f"{exc}; trying the next source")
-                    continue
-                shutil.rmtree(download_dir, ignore_errors=True)
-                size = target.stat().st_size
-                task.update(status="done", downloaded=size, total=size, finished=time.time())
-                return target
-            raise PullError(f"no source of {entry.id} gave a servable file: "
-                            + "; ".join(refusals))
+        with _exclusive(models_dir() / f".{entry.id}.lock"):
+            try:
+                # A second pull of the same model waits above, then finds it installed.
+                if target.exists() and metadata_path(entry.id).exists():
+                    size = target.stat().st_size
+                    task.update(status="done", total=size, downloaded=size,
+                                finished=time.time())
+                    return target
+                refusals: list[str] = []
+                for source in entry.sources:
+                    try:
+                        _pull_source(entry, source, target, download_dir, endpoint, token, task)
+                    except SourceRefused as exc:
+                        refusals.append(str(exc))
+                        task.update(status="checking", downloaded=0, total=None, speed=0.0,
+                                    eta=None, notice=f"{exc}; trying the next source")
+                        continue
+                    shutil.rmtree(download_dir, ignore_errors=True)
+                    size = target.stat().st_size
+                    task.update(status="done", downloaded=size, total=size,
+                                finished=time.time())
+                    return target
+                raise PullError(f"no source of {entry.id} gave a servable file: "
+                                + "; ".join(refusals))
+            finally:
+                _tidy(download_dir)
     except PullCancelled as exc:
         task.update(status="cancelled", error=str(exc), finished=time.time())
         raise
@@ -203,6 +215,69 @@ def pull(name: str, task: PullTask | None = None, endpoint: str | None = None,
         message = _explain(exc, entry, endpoint)
         task.update(status="error", error=message, finished=time.time())
         raise PullError(message) from exc
+
+
+def _builtin(task: PullTask) -> Path:
+    """A pull of the starter model: it ships inside the package, so it is done at once."""
+    try:
+        path = ensure_starter()
+    except StarterMissing as exc:
+        task.update(status="error", error=str(exc), finished=time.time())
+        raise PullError(str(exc)) from exc
+    size = path.stat().st_size
+    task.update(status="done", downloaded=size, total=size, finished=time.time(),
+                notice=f"{STARTER_ID} is built in (it ships inside localembed): nothing to "
+                       "download")
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold ``path`` as one model's pull lock, and leave no lock file behind.
+
+    The holder deletes the file before unlocking; a pull that was waiting then holds the lock
+    of a deleted file, sees that the path no longer names the file it locked, and locks the
+    path's current file instead (the classic inode check), so two pulls never both proceed.
+    Without fcntl (Windows) filelock does the same: it removes its file on release.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        with FileLock(str(path)):
+            yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if not os.path.samestat(os.stat(path), os.fstat(fd)):
+                    continue  # replaced by a later pull's file: lock that one
+            except FileNotFoundError:
+                continue  # deleted by the pull before us
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+            return
+        finally:
+            os.close(fd)
+
+
+def _tidy(download_dir: Path) -> None:
+    """Keep only what a later pull can resume: partial files with bytes in them, each with
+    its ETag. Empty partial files, ETags whose partial file is gone, then the folders left
+    empty are removed (``.downloads`` too), so a pull that failed for good leaves nothing."""
+    with contextlib.suppress(OSError):
+        for part in download_dir.glob("*.part"):
+            if part.stat().st_size == 0:
+                part.unlink(missing_ok=True)
+        for tag in download_dir.glob("*.etag"):
+            if not tag.with_suffix(".part").exists():
+                tag.unlink(missing_ok=True)
+    for folder in (download_dir, download_dir.parent):
+        with contextlib.suppress(OSError):  # not empty: a resumable file, or another pull's
+            folder.rmdir()
 
 
 def _pull_source(entry: CatalogEntry, source: Source, target: Path, download_dir: Path,
@@ -231,6 +306,8 @@ def _pull_source(entry: CatalogEntry, source: Source, target: Path, download_dir
             f"not enough disk space for {entry.id}: it needs {_mb(needed)} more and "
             f"{models_dir()} has {_mb(free)} free")
     task.update(status="downloading")
+    download_dir.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".etag").write_text(meta.etag or "")  # what the partial file belongs to
     _download(meta.location or url, path, resume, expected_size, token, task)
     task.update(status="verifying")
     _verify(path, expected_size, expected_sha, source)
@@ -259,14 +336,14 @@ def _expectations(source: Source, meta: object) -> tuple[str | None, int | None]
 
 
 def _resumable(part: Path, etag: str | None, size: int | None) -> int:
-    """Bytes of ``part`` that can be kept: only if it belongs to this very file version."""
+    """Bytes of ``part`` that can be kept: only if it belongs to this very file version (a
+    partial file of another version is deleted)."""
     tag = part.with_suffix(".etag")
     if part.exists() and tag.exists() and tag.read_text() == (etag or ""):
         kept = part.stat().st_size
         if size is None or kept <= size:
             return kept
     part.unlink(missing_ok=True)
-    tag.write_text(etag or "")
     return 0
 
 
@@ -328,26 +405,27 @@ class PullManager:
     def start(self, name: str) -> tuple[PullTask, bool]:
         """(task, started): a pull already running for the model is returned, not doubled."""
         entry = lookup(name)
-        if entry is None:
+        if entry is None and not is_builtin(name):
             raise PullError(f"unknown model {name!r}: not in the catalog")
+        model_id = entry.id if entry is not None else STARTER_ID
         with self._lock:
-            task = self._tasks.get(entry.id)
+            task = self._tasks.get(model_id)
             if task and task.progress.status in ("queued", "checking", "downloading",
                                                    "verifying"):
                 return task, False
-            task = PullTask(entry.id)
-            self._tasks[entry.id] = task
+            task = PullTask(model_id)
+            self._tasks[model_id] = task
 
         def run() -> None:
             try:
-                pull(entry.id, task, endpoint=self.endpoint)
+                pull(model_id, task, endpoint=self.endpoint)
             except PullError:  # the task's progress carries the error
                 pass
             except BaseException as exc:  # never leave a task "queued" or "downloading"
                 task.update(status="error", error=f"{type(exc).__name__}: {exc}",
                             finished=time.time())
 
-        threading.Thread(target=run, name=f"pull-{entry.id}", daemon=True).start()
+        threading.Thread(target=run, name=f"pull-{model_id}", daemon=True).start()
         return task, True
 
     def get(self, model_id: str) -> PullTask | None:

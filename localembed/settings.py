@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,6 +46,14 @@ CONFIG_FILE = "config.json"
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# Printable ASCII, no space at either end: the server strips the header a key arrives in and
+# compares it as ASCII, so any other key could never be sent by a client.
+ApiKey = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[!-~]([ -~]*[!-~])?\Z")]
+# What a setting's pattern rule means, in words (msgspec's own message shows the regex).
+_PATTERN_REASONS = {
+    "api_key": "an API key must be printable ASCII, with no space at either end: no client "
+               "could send this one",
+}
 
 
 class ServerConfig(msgspec.Struct, kw_only=True):
@@ -60,7 +69,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # llama.cpp threads
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     http_threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = DEFAULT_HTTP_THREADS
-    api_key: NonEmpty | None = None  # an empty key would silently turn auth off
+    api_key: ApiKey | None = None  # an empty key would silently turn auth off
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
@@ -102,25 +111,18 @@ def require_key_off_loopback(config: ServerConfig) -> str | None:
 
 def reachable_urls(host: str, port: int) -> list[str]:
     """The URLs other machines can use for a server bound to ``host`` (wildcards expanded to
-    this machine's addresses), loopback first."""
-    import socket
+    this machine's interface addresses), loopback first."""
+    from localembed.addresses import reachable_addresses
 
-    if host not in ("0.0.0.0", "::", ""):
-        return [local_url(host, port)]
-    addresses = {"127.0.0.1"}
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            addresses.add(str(info[4][0]))
-    except OSError:
-        pass
-    ordered = sorted(addresses, key=lambda a: (not a.startswith("127."), a))
-    return [local_url(a, port) for a in ordered]
+    return [local_url(a, port) for a in reachable_addresses(host)]
 
 
 def local_url(host: str, port: int) -> str:
     """The URL a client on this machine uses for a server bound to ``host``:``port``."""
-    if host in ("0.0.0.0", "::", ""):  # bound to every interface: loopback reaches it
+    if host in ("0.0.0.0", ""):  # bound to every IPv4 interface: loopback reaches it
         host = "127.0.0.1"
+    elif host == "::":  # waitress binds "::" IPv6-only, so 127.0.0.1 would not reach it
+        host = "::1"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
@@ -136,6 +138,8 @@ def _check(name: str, value: object, source: str) -> tuple[object, str | None]:
         checked = msgspec.convert({name: value}, ServerConfig, strict=False)
     except msgspec.ValidationError as exc:
         reason = str(exc).split(" - at ")[0]
+        if "matching regex" in reason:
+            reason = _PATTERN_REASONS.get(name, reason)
         return None, f"{source}: {name} = {value!r} is invalid ({reason[0].lower()}{reason[1:]})"
     return getattr(checked, name), None
 
@@ -187,6 +191,30 @@ def save_setting(name: str, value: object) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=2))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` whole or not at all, readable by its owner only.
+
+    config.json holds the API key, so it is never world-readable, not even for the moment
+    between creating and restricting it (mkstemp creates the file 0600). A failed write (a
+    full disk, a read-only home) removes its temporary file, leaves ``path`` as it was, and
+    names ``path`` in the error: a failed write() reports no file name of its own.
+    """
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # a full disk may only say so here
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise

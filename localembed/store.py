@@ -14,12 +14,17 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localembed.catalog import CATALOG, STARTER, lookup
 from localembed.settings import models_dir
 from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
+
+if TYPE_CHECKING:
+    from localembed.convert import BertFolder
 
 DISK_MARGIN = 64 * 1024 * 1024  # room left free after an import, as after a pull
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -124,14 +129,60 @@ def describe(model_id: str) -> dict:
 
 def remove(model_id: str) -> None:
     """Delete an installed model's files."""
+    with removal(model_id):
+        pass
+
+
+@contextmanager
+def removal(model_id: str) -> Iterator[None]:
+    """Delete an installed model around what must happen first (unloading it from a server).
+
+    The file is first moved aside (an atomic rename in its own directory, which needs the same
+    permission as deleting it): a read-only or immutable model directory fails here, before
+    the caller's block runs, so nothing has changed. If the block fails, the file is put back;
+    once it succeeds, the moved-aside file and the model's record are deleted.
+    """
     check_id(model_id)
     if model_id == STARTER_ID:
         raise StoreError("the starter model is built in and cannot be removed")
     path = models_dir() / f"{model_id}.gguf"
     if not path.exists():
         raise ModelNotFound(f"model {model_id!r} is not installed")
-    path.unlink()
+    aside = path.with_name(f".{path.name}.removing")  # not *.gguf: no longer listed
+    os.replace(path, aside)
+    try:
+        yield
+    except BaseException:
+        os.replace(aside, path)
+        raise
+    try:
+        aside.unlink()
+    except OSError:  # never hide a model that could not be deleted
+        os.replace(aside, path)
+        raise
     (models_dir() / f"{model_id}.json").unlink(missing_ok=True)
+
+
+def _import_source(src: Path) -> BertFolder | None:
+    """What an import reads from ``src``: a model folder's settings, or None for a file.
+
+    A folder is checked to be a sentence-transformers model (its config.json first) before
+    anything under it is sized or read, so `import /` or a folder of documents is refused at
+    once rather than after stating every file beneath it; a path that cannot be read is a
+    clear refusal too, not an I/O error.
+    """
+    from localembed.convert import inspect_folder
+
+    try:
+        if src.is_dir():
+            return inspect_folder(src)  # ConversionError: not a model folder
+        if src.is_file():
+            return None
+        exists = src.exists()
+    except OSError as exc:
+        raise StoreError(f"cannot read {src}: {exc.strerror or exc}") from exc
+    raise StoreError(f"{src} is not a .gguf file or a model folder" if exists
+                     else f"{src} does not exist")
 
 
 def import_model(source: str | os.PathLike[str], model_id: str | None = None,
@@ -143,21 +194,20 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
     from localembed.engine.probe import check_model
 
     src = Path(source).expanduser()
-    if not src.exists():
-        raise StoreError(f"{src} does not exist")
+    folder = _import_source(src)
     model_id = check_id(model_id or re.sub(r"[^A-Za-z0-9._-]", "-", src.stem).lower().strip("-."))
     target = models_dir() / f"{model_id}.gguf"
     if target.exists() or model_id == STARTER_ID:
         raise StoreError(f"a model named {model_id!r} is already installed; choose another "
                          "name with --id or remove it first")
     say = progress or (lambda _m: None)
-    needed = (sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) if src.is_dir()
-              else src.stat().st_size) + DISK_MARGIN
+    read = folder.input_files() if folder is not None else [src]
+    needed = sum(p.stat().st_size for p in read) + DISK_MARGIN
     free = shutil.disk_usage(models_dir()).free
     if free < needed:
         raise OSError(errno.ENOSPC, f"importing {src.name} needs about {needed // 10**6} MB "
                       f"and only {free // 10**6} MB are free", str(models_dir()))
-    if src.is_dir():
+    if folder is not None:
         convert_folder(src, target, dtype="f16", progress=say)
     else:
         info = inspect_gguf(src)  # ModelLoadError for anything unservable

@@ -129,6 +129,45 @@ def test_the_icon_docks_into_a_tray_host_that_starts_after_the_app(
     assert "asking the tray host again" in (app_home / "logs" / "localembed.log").read_text()
 
 
+def wait_for_line(lines: list[str], text: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in lines):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_without_a_tray_host_the_app_says_so_and_says_when_its_icon_is_shown(
+        bare_display: tuple[str, list], synthetic, app_home: Path) -> None:
+    display, hosts = bare_display
+    proc = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")),
+                     display=display)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), lines
+        assert wait_for_line(lines, "No system tray found"), lines
+        notice = next(line for line in lines if "No system tray found" in line)
+        assert url in notice and "keeps running" in notice and f"kill {proc.pid}" in notice
+        assert not any("Tray icon shown" in line for line in lines)
+        hosts.append(start_tray_host(display))
+        assert wait_for_icon(display) > 50
+        assert wait_for_line(lines, "Tray icon shown"), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(10)
+    assert proc.returncode == 0 and not any("Traceback" in line for line in lines), lines
+
+
 def test_single_instance_and_no_display(synthetic, app_home: Path) -> None:
     first = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")))
     try:

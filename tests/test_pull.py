@@ -232,3 +232,56 @@ def test_the_catalogs_embeddinggemma_has_a_pinned_source_and_a_fallback() -> Non
     assert entry is not None and entry.pinned and len(entry.sources) == 2
     assert entry.sources[0].size == 333_590_944  # the re-upload with dense_2/dense_3
     assert entry.sources[1].repo != entry.sources[0].repo
+
+
+def left_in(app_home: Path) -> list[str]:
+    """Every path under the model directory, relative to it."""
+    models = app_home / "models"
+    return sorted(str(p.relative_to(models)) for p in models.rglob("*"))
+
+
+def test_a_pull_with_a_bad_checksum_leaves_nothing_behind(hub: StandInHub,
+                                                          app_home: Path) -> None:
+    hub.advertised_sha[(ENTRY.repo, ENTRY.filename)] = "ab" * 32
+    with pytest.raises(PullError, match="sha256"):
+        pull(ENTRY.id, endpoint=hub.url)
+    assert left_in(app_home) == []
+
+
+def test_a_pull_whose_every_source_is_refused_leaves_nothing_behind(
+        hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
+    entry = gemma_entry(hub, synthetic, primary_dense=False)
+    hub.add("second/gemma-GGUF", "gemma-q8.gguf", synthetic("gemma-embedding", dense=False,
+                                                            seed=1).read_bytes())
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    with pytest.raises(PullError, match="no source of gemma-test gave a servable file"):
+        pull(entry.id, endpoint=hub.url)
+    assert left_in(app_home) == []
+
+
+def test_a_pull_that_cannot_reach_the_hub_leaves_nothing_behind(app_home: Path) -> None:
+    with socket_port() as port, pytest.raises(PullError, match="cannot reach the model hub"):
+        pull(ENTRY.id, endpoint=f"http://127.0.0.1:{port}")
+    assert left_in(app_home) == []
+
+
+def test_a_cancelled_pull_keeps_only_its_resumable_partial_file(hub: StandInHub,
+                                                                app_home: Path) -> None:
+    size = len(hub.data)  # type: ignore[attr-defined]
+    hub.slow = 0.002
+    task = PullTask(ENTRY.id)
+    task.listen(lambda p: task.cancelled.set() if p.downloaded > size // 3 else None)
+    with pytest.raises(PullCancelled):
+        pull(ENTRY.id, task, endpoint=hub.url)
+    part = f"{ENTRY.repo.replace('/', '--')}--{ENTRY.filename}"
+    assert left_in(app_home) == [".downloads", f".downloads/{ENTRY.id}",
+                                 f".downloads/{ENTRY.id}/{part}.etag",
+                                 f".downloads/{ENTRY.id}/{part}.part"]
+    assert (app_home / "models" / ".downloads" / ENTRY.id / f"{part}.part").stat().st_size > 0
+
+
+def test_a_finished_pull_leaves_only_the_model_and_its_record(hub: StandInHub,
+                                                             app_home: Path) -> None:
+    hub.cut_after = len(hub.data) // 2  # type: ignore[attr-defined]  # resumed on the way
+    pull(ENTRY.id, endpoint=hub.url)
+    assert left_in(app_home) == [f"{ENTRY.id}.gguf", f"{ENTRY.id}.json"]

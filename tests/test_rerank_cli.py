@@ -110,11 +110,24 @@ def test_top_keeps_only_the_best_n(qwen_reranker: Path) -> None:
 def test_documents_come_one_per_line_from_a_file_after_the_arguments(
         qwen_reranker: Path, tmp_path: Path) -> None:
     listing = tmp_path / "docs.txt"
-    listing.write_text("\n".join(DOCS[1:3]) + "\n\n   \n" + DOCS[3] + "\r\n", encoding="utf-8")
+    listing.write_text("\n".join(DOCS[1:3]) + "\n" + DOCS[3] + "\r\n", encoding="utf-8")
     result = run("rerank", "-m", "tiny-qwen-reranker", "--json", QUERY, DOCS[0],
                  "-f", str(listing))
     rows = json.loads(result.output)
     assert sorted((r["index"], r["text"]) for r in rows) == list(enumerate(DOCS[:4]))
+
+
+def test_a_blank_line_in_a_file_is_an_empty_document_that_keeps_its_place(
+        qwen_reranker: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "docs.txt"
+    listing.write_text(f"{DOCS[0]}\n\n   \n{DOCS[1]}\n", encoding="utf-8")
+    rows = json.loads(run("rerank", "-m", "tiny-qwen-reranker", "--json", QUERY,
+                          "-f", str(listing)).output)
+    assert sorted((r["index"], r["text"]) for r in rows) == [
+        (0, DOCS[0]), (1, ""), (2, "   "), (3, DOCS[1])]  # line n is index n - 1
+    piped = run("rerank", "-m", "tiny-qwen-reranker", "--json", QUERY,
+                input=listing.read_text(encoding="utf-8"))
+    assert json.loads(piped.output) == rows
 
 
 def test_documents_can_come_from_standard_input(qwen_reranker: Path) -> None:

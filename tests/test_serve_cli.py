@@ -153,3 +153,30 @@ def test_serve_beyond_loopback_requires_and_prints_a_generated_key(app_home: Pat
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
     assert key in err and "config.json" in err and "Reachable at: http://127.0.0.1:" in err
+
+
+BARE_H = [(["-h"], "Usage: localembed [OPTIONS] COMMAND"),
+          (["serve", "-h"], "Usage: localembed serve [OPTIONS]"),
+          (["--port", "0", "-h"], "Usage: localembed serve [OPTIONS]")]
+
+
+@pytest.mark.parametrize("args,usage", BARE_H, ids=[" ".join(a) for a, _ in BARE_H])
+def test_a_bare_h_shows_the_help(args: list[str], usage: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "localembed", *args], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(usage) and "-h" in result.stdout
+
+
+@pytest.mark.parametrize("command", [(), ("serve",)], ids=["localembed", "localembed serve"])
+def test_h_with_a_value_still_sets_the_host(synthetic, app_home: Path,
+                                            command: tuple[str, ...]) -> None:
+    proc = start_serve("-h", "127.0.0.2", "--port", "0", "-m", str(synthetic("bert")),
+                       home=app_home, command=command)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.2:"), proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err

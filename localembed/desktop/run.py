@@ -11,6 +11,7 @@ frozen build or a test can drive it the same way.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import webbrowser
@@ -92,10 +93,18 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
                 f"Open {controller.url} in a browser; Ctrl-C stops.")
     try:
         if tray is not None:
-            say("Tray icon shown." + ("" if tray.has_menu else
-                                      " (Click it to open the playground.)"))
-            if not stop.is_set():
-                tray.run()
+            shown = "Tray icon shown." + ("" if tray.has_menu else
+                                          " (Click it to open the playground.)")
+            waiting = tray.tray_host_missing()  # the icon waits, invisible, for a tray host
+            if waiting:
+                say(f"No system tray found on this display: localembed keeps running. Open "
+                    f"{controller.url} for the playground (or launch localembed again); quit "
+                    f"with Ctrl-C or `kill {os.getpid()}`. The icon appears if a system tray "
+                    "starts.")
+            else:
+                say(shown)
+            if not stop.is_set():  # once a tray host docks the icon, say that it is shown
+                tray.run(on_shown=(lambda: say(shown)) if waiting else None)
         else:
             while not stop.wait(0.5):
                 pass

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 
 from localembed.desktop.controller import AppController
-from localembed.desktop.xdock import DockKeeper, close_window
+from localembed.desktop.xdock import DockKeeper, close_window, tray_host_present
 
 # How long Quit waits for pystray's X11 loop to end before closing its window itself.
 STOP_GRACE_SECONDS = 3.0
@@ -79,6 +80,18 @@ class Tray:
     def has_menu(self) -> bool:
         return bool(getattr(self.icon, "HAS_MENU", True))
 
+    @property
+    def _xorg(self) -> bool:
+        """pystray's plain X11 backend, whose icon docks into an XEmbed tray host."""
+        return type(self.icon).__module__.endswith("_xorg")
+
+    def tray_host_missing(self) -> bool:
+        """True on X11 when no tray host owns the system-tray selection: the icon then stays
+        invisible until one starts (a session still starting, or none at all). pystray's
+        xorg and gtk backends both show XEmbed icons; its appindicator backend does not."""
+        xembed = type(self.icon).__module__.endswith(("_xorg", "_gtk"))
+        return xembed and not tray_host_present()
+
     def refresh(self) -> None:
         self.icon.icon = icon_image(self.controller.status)
         self.icon.title = f"localembed: {self.controller.status_text()}"
@@ -93,9 +106,10 @@ class Tray:
                 and not self._ended.wait(STOP_GRACE_SECONDS)):
             close_window(keeper.window_id)  # see xdock.close_window
 
-    def run(self) -> None:
-        """Show the icon until Quit (blocks)."""
-        self._keeper = keeper = self._dock_keeper()
+    def run(self, on_shown: Callable[[], None] | None = None) -> None:
+        """Show the icon until Quit (blocks). ``on_shown`` is called once a tray host has
+        docked the icon (on X11, where an icon can wait for a tray host that starts later)."""
+        self._keeper = keeper = self._dock_keeper(on_shown)
         self._loop_thread = threading.current_thread()
         if keeper is not None:
             keeper.start()
@@ -106,9 +120,9 @@ class Tray:
             if keeper is not None:
                 keeper.stop()
 
-    def _dock_keeper(self) -> DockKeeper | None:
+    def _dock_keeper(self, on_docked: Callable[[], None] | None) -> DockKeeper | None:
         """On X11 only: pystray asks the tray host once, see ``xdock``."""
         window = getattr(self.icon, "_window", None)
-        if not type(self.icon).__module__.endswith("_xorg") or window is None:
+        if not self._xorg or window is None:
             return None
-        return DockKeeper(window.id)
+        return DockKeeper(window.id, on_docked=on_docked)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 RETRY_SECONDS = 2.0
 REQUEST_DOCK = 0  # SYSTEM_TRAY_REQUEST_DOCK, from the freedesktop.org system tray spec
@@ -20,10 +21,35 @@ REQUEST_DOCK = 0  # SYSTEM_TRAY_REQUEST_DOCK, from the freedesktop.org system tr
 log = logging.getLogger(__name__)
 
 
+def tray_host_present() -> bool:
+    """Whether a tray host owns the system-tray selection of the default display now (False
+    when the display cannot be asked): without one, an icon shown there stays invisible."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    try:
+        conn = xdisplay.Display()
+    except Exception:  # no X display to ask
+        return False
+    try:
+        selection = conn.intern_atom(f"_NET_SYSTEM_TRAY_S{conn.get_default_screen()}")
+        return conn.get_selection_owner(selection) != X.NONE
+    except Exception:  # the X server went away
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 class DockKeeper:
-    def __init__(self, window_id: int, interval: float = RETRY_SECONDS) -> None:
+    """Asks the tray host again whenever the icon's window is undocked; ``on_docked`` is
+    called (once, from its own thread) when it first finds the icon docked."""
+
+    def __init__(self, window_id: int, interval: float = RETRY_SECONDS,
+                 on_docked: Callable[[], None] | None = None) -> None:
         self.window_id = window_id
         self.interval = interval
+        self.on_docked = on_docked
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tray-dock", daemon=True)
 
@@ -49,8 +75,11 @@ class DockKeeper:
             window = conn.create_resource_object("window", self.window_id)
             while not self._stop.wait(self.interval):
                 try:
-                    if window.query_tree().parent != screen.root:
-                        continue  # docked
+                    if window.query_tree().parent != screen.root:  # docked
+                        if self.on_docked is not None:
+                            self.on_docked()
+                            self.on_docked = None
+                        continue
                     host = conn.get_selection_owner(selection)
                     if host == X.NONE:
                         continue  # no tray host (yet)

@@ -24,6 +24,10 @@ SLOTS = ("{query}", "{document}")
 class Tokenizer(Protocol):
     """What framing needs of a model's tokenizer (``LlamaRunner`` is one)."""
 
+    # The first n tokens of any string are the tokens of the text they cover (WordPiece:
+    # greedy longest match from the left), so a cut token list needs no second tokenization.
+    prefix_stable: bool
+
     def tokenize(self, text: str, special: bool = True) -> list[int]: ...
     def tokenize_template(self, text: str) -> list[int]: ...
     def covered(self, text: str, tokens: list[int], count: int) -> int: ...
@@ -40,7 +44,9 @@ def fit(tokenizer: Tokenizer, before: str, text: str, after: str, room: int,
     tokens = tokenizer.tokenize(before + text + after, special=False)
     if len(tokens) <= room:
         return tokens
-    own = tokenizer.tokenize(text, special=False)
+    if keep == "start" and not after and tokenizer.prefix_stable:
+        return tokens[:max(room, 0)]
+    own = tokens if not before and not after else tokenizer.tokenize(text, special=False)
     want = room - (len(tokens) - len(own))  # the text's share, seams give or take a token
     while True:
         if want <= 0:

@@ -428,6 +428,12 @@ class LlamaRunner:
             return len(text) * count // len(tokens)
         return len(prefix.decode("utf-8", "ignore"))
 
+    @property
+    def prefix_stable(self) -> bool:
+        """WordPiece is (greedy longest match from the left, words split apart first): a cut
+        token list is the tokenization of the text it covers. Byte-level BPE is not."""
+        return self._wordpiece is not None
+
     def is_special(self, token: int) -> bool:
         """A control or user-defined token: matched whole in a template, never merged."""
         attr = llama_cpp.llama_vocab_get_attr(self._model.vocab, token)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from localembed.catalog import CATALOG, STARTER
+from localembed.catalog import listing
 from localembed.convert import ConversionError
 from localembed.dialects import manage
 from localembed.engine.inspect import ModelLoadError
@@ -29,7 +29,7 @@ from localembed.store import (
     check_id,
     import_model,
     installed,
-    remove,
+    removal,
     valid_id,
 )
 
@@ -40,16 +40,8 @@ FINAL = ("done", "error", "cancelled")
 
 @bp.get("/v1/catalog")
 def catalog() -> Response:
-    have = set(installed())
-    entries = [manage.CatalogEntry(**STARTER, installed=True, builtin=True)]
-    for e in CATALOG:
-        entries.append(manage.CatalogEntry(
-            id=e.id, repo=e.repo, filename=e.filename, family=e.family,
-            dimensions=e.dimensions, context=e.context, license=e.license,
-            description=e.description, quantization=e.quantization, size_bytes=e.size,
-            pinned=e.pinned, recommended=e.recommended, aliases=list(e.aliases),
-            installed=e.id in have, kind=e.kind))
-    return reply(manage.Catalog(entries))
+    rows = listing(set(installed()))
+    return reply(manage.Catalog([manage.CatalogEntry(**row) for row in rows]))
 
 
 @bp.post("/v1/pull")
@@ -174,19 +166,23 @@ def set_default() -> Response:
 
 @bp.delete("/v1/models/<model_id>")
 def delete(model_id: str) -> dict:
-    """Remove an installed model; a loaded one only with ?force=true (it is unloaded)."""
+    """Remove an installed model; a loaded one only with ?force=true (it is unloaded).
+
+    The deletion is prepared before the unload (``store.removal``): on a read-only model
+    directory it fails first, and the model stays loaded and installed (500/507).
+    """
     registry = state().registry
     _installed_id(model_id)
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
-    if registry.is_loaded(model_id):
-        if not force:
-            raise APIError(409, f"{model_id} is loaded; unload it first or pass force=true",
-                           param="model", code="model_in_use")
-        try:
-            registry.unload(model_id)
-        except StoreError as exc:
-            raise APIError(409, str(exc), param="model", code="model_in_use") from exc
-    remove(model_id)  # StoreError: 409
+    if registry.is_loaded(model_id) and not force:
+        raise APIError(409, f"{model_id} is loaded; unload it first or pass force=true",
+                       param="model", code="model_in_use")
+    with removal(model_id):  # StoreError: 409; OSError: 500/507, nothing changed
+        if registry.is_loaded(model_id):
+            try:
+                registry.unload(model_id)
+            except StoreError as exc:
+                raise APIError(409, str(exc), param="model", code="model_in_use") from exc
     return reply(manage.Deleted(model_id))
 
 
