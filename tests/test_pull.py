@@ -210,12 +210,19 @@ def test_a_source_missing_from_the_hub_falls_back(hub: StandInHub, synthetic,
     assert "first/gemma-GGUF/gemma.gguf is not on the hub" in (task.progress.notice or "")
 
 
-def test_when_every_source_is_refused_the_pull_fails_with_each_reason(
-        hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
+def refused_everywhere(hub: StandInHub, synthetic,  # type: ignore[no-untyped-def]
+                       monkeypatch: pytest.MonkeyPatch):
+    """A catalog entry both of whose sources hold a file the engine refuses."""
     entry = gemma_entry(hub, synthetic, primary_dense=False)
     hub.add("second/gemma-GGUF", "gemma-q8.gguf", synthetic("gemma-embedding", dense=False,
                                                             seed=1).read_bytes())
     monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    return entry
+
+
+def test_when_every_source_is_refused_the_pull_fails_with_each_reason(
+        hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
+    entry = refused_everywhere(hub, synthetic, monkeypatch)
     task = PullTask(entry.id)
     with pytest.raises(PullError) as failure:
         pull(entry.id, task, endpoint=hub.url)
@@ -250,10 +257,7 @@ def test_a_pull_with_a_bad_checksum_leaves_nothing_behind(hub: StandInHub,
 
 def test_a_pull_whose_every_source_is_refused_leaves_nothing_behind(
         hub: StandInHub, synthetic, monkeypatch: pytest.MonkeyPatch, app_home: Path) -> None:
-    entry = gemma_entry(hub, synthetic, primary_dense=False)
-    hub.add("second/gemma-GGUF", "gemma-q8.gguf", synthetic("gemma-embedding", dense=False,
-                                                            seed=1).read_bytes())
-    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    entry = refused_everywhere(hub, synthetic, monkeypatch)
     with pytest.raises(PullError, match="no source of gemma-test gave a servable file"):
         pull(entry.id, endpoint=hub.url)
     assert left_in(app_home) == []
