@@ -24,7 +24,7 @@ from localembed.engine.framing import PairTemplate, fit
 from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.postprocess import finish
-from localembed.engine.probe import check_model
+from localembed.engine.probe import check_model, repack_allowed
 from localembed.families import TaskError, canonical_task
 
 TRUNCATE_MODES = ("end", "start", "none")
@@ -140,6 +140,8 @@ class Engine:
         self.load_note: str | None = None
         if safe_load:  # run in a child first: a crash there is a message here
             options, self.load_note = check_model(self.info, options)
+        elif options.repack is None:  # the repacked kernels, checked once for this CPU
+            options = replace(options, repack=repack_allowed())
         self.id = model_id or Path(path).stem
         self.family = self.info.family
         self.runner = LlamaRunner(self.info, options)

@@ -16,7 +16,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 # llama.cpp's CPU threads are an OpenMP team that meets at a barrier after every graph op.
@@ -69,8 +69,9 @@ class RunnerOptions:
     # MAX_WORKERS, on CPU; one with a GPU).
     workers: int | None = None
     # llama.cpp's weight repacking into CPU-specific layouts ("extra buffer types"): faster
-    # kernels on most CPUs, a SIGILL in its AMX q8_0 kernel on some. None: decided once per
-    # llama.cpp build and CPU by engine.probe.repack_allowed; the server decides per model.
+    # kernels on most CPUs, a SIGILL in its AMX q8_0 kernel on some. None: an Engine decides
+    # once per llama.cpp build and CPU (engine.probe.repack_allowed), the server per model;
+    # a bare LlamaRunner does not repack.
     repack: bool | None = None
 
     def resolved_threads(self) -> int:
@@ -299,11 +300,7 @@ class LlamaRunner:
         # model widths).
         reranker = info.kind == "reranker"
         self.flash_attn = options.flash_attn and not reranker
-        if options.repack is None:
-            from localembed.engine.probe import repack_allowed
-
-            options = replace(options, repack=repack_allowed())
-        self.repack = bool(options.repack)
+        self.repack = bool(options.repack)  # None (undecided) is the safe choice: no repacking
         # The model is loaded through llama.cpp's own parameters rather than ``Llama``, which
         # cannot turn repacking off and makes a context of its own that would go unused.
         params = llama_cpp.llama_model_default_params()
