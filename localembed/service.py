@@ -22,6 +22,7 @@ import numpy as np
 from localembed.engine import EmbeddingResult, EmbedOptions, Engine, EngineClosed, InputError
 from localembed.engine.core import Input, similarity_options
 from localembed.registry import Registry
+from localembed.settings import ServerConfig
 
 
 class RequestTimeout(TimeoutError):
@@ -45,6 +46,11 @@ class Limits:
     max_inputs: int = 2048
     max_request_tokens: int = 1_000_000
     request_timeout: float = 600.0
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> Limits:
+        """The bounds a server's settings set."""
+        return cls(config.max_inputs, config.max_request_tokens, config.request_timeout)
 
 
 @dataclass(frozen=True)

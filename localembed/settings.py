@@ -79,12 +79,6 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     keep_alive: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # idle seconds; 0 = forever
 
-    def limits(self):  # type: ignore[no-untyped-def]
-        """The per-request bounds the core service enforces."""
-        from localembed.service import Limits
-
-        return Limits(self.max_inputs, self.max_request_tokens, self.request_timeout)
-
     @property
     def is_local(self) -> bool:
         """Bound to loopback only (nothing else on the network can connect)."""

@@ -11,7 +11,7 @@ from localembed.engine import InputError
 from localembed.pull import PullManager
 from localembed.registry import Registry
 from localembed.server.metrics import Metrics
-from localembed.service import Service
+from localembed.service import Limits, Service
 from localembed.settings import ServerConfig
 from localembed.tokenids import MODEL_MODE, UNAVAILABLE, Decoder
 
@@ -26,7 +26,7 @@ class ServerState:
     service: Service = field(init=False)
 
     def __post_init__(self) -> None:
-        self.service = Service(self.registry, self.config.limits())
+        self.service = Service(self.registry, Limits.of(self.config))
 
     def token_decoder(self) -> Callable[[Sequence[int]], str] | None:
         """How token-id input becomes text: cl100k_base decoding, or None (model's own ids)."""
