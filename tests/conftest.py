@@ -184,6 +184,18 @@ def accent_pixels(display: str) -> int:
     return int((np.abs(pixels - np.array(ACCENT)).max(axis=-1) <= 12).sum())
 
 
+def wait_until(condition, timeout: float = 10.0,  # type: ignore[no-untyped-def]
+               interval: float = 0.05) -> bool:
+    """Whether ``condition()`` turns true within ``timeout`` seconds (checked every
+    ``interval``): for tests that wait on another thread, process or screen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
 def health(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=5) as resp:
@@ -314,15 +326,17 @@ def browser():
 
 
 @contextmanager
-def watched_page(browser, url: str):  # -> Iterator[playwright Page]
+def watched_page(browser, url: str, **context_options):  # -> Iterator[playwright Page]
     """The playground at ``url``, failing its test on a console error, a page error or a
     request to a host other than the server. What went wrong is in ``page.problems`` (a test
-    may take out what it expected) and must be empty at the end."""
+    may take out what it expected) and must be empty at the end. ``context_options`` go to
+    Playwright's new_context (e.g. viewport, color_scheme)."""
     from urllib.parse import urlsplit
 
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(**{"viewport": {"width": 1200, "height": 900},
+                                     **context_options})
     page = context.new_page()
     problems: list[str] = []
     host = urlsplit(url).netloc

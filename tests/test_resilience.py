@@ -14,18 +14,9 @@ import pytest
 from localembed.engine import Engine, Overloaded
 from localembed.settings import ServerConfig
 from localembed.starter import starter_path
-from tests.conftest import call, running
+from tests.conftest import call, running, wait_until
 
 LONG = "the river carries silt to the sea and farmers settle on the delta " * 40
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture(scope="module")

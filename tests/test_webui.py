@@ -58,7 +58,7 @@ def test_playground_shows_vectors_and_token_counts(page: Page, server) -> None:
     tokens = call(url, "/tokenize", {"content": texts, "task": "query"})[1]["tokens"]
     for i in range(3):
         row = rows.nth(i)
-        assert row.locator("td.text").text_content() == texts[i]  # HTML shown as text
+        assert row.locator("td.text .clip-text").text_content() == texts[i]  # HTML as text
         assert row.locator("td.tokens").text_content() == str(len(tokens[i]))
         preview = row.locator(".preview").text_content()
         assert preview.startswith(f"[{api['data'][i]['embedding'][0]:.4f}")
@@ -94,7 +94,7 @@ def test_similarity_ranking_and_heatmap_match_the_api(page: Page, server) -> Non
             value = float(cells.nth(i * 5 + j).get_attribute("data-value"))
             assert abs(value - matrix[i, j]) < 1e-3
     assert "↔" in cells.nth(1).get_attribute("title")  # value on hover
-    expect(page.locator("#pca circle")).to_have_count(5)
+    expect(page.locator("#pca .point")).to_have_count(5)  # the query and four documents
     assert page.evaluate("window.__xss") is None
     shot(page, "similarity")
 
@@ -112,7 +112,7 @@ def test_download_with_progress_then_switch_and_embed(page: Page, server) -> Non
     row = page.locator(f"#installed-rows tr[data-model='{ENTRY.id}']")
     expect(row).to_be_visible(timeout=10_000)
     row.get_by_role("button", name="Set as default").click()
-    expect(row.locator("td").nth(4)).to_have_text("default", timeout=60_000)
+    expect(row.locator("td").nth(4)).to_have_text("default · loaded", timeout=60_000)
     assert registry.default_id == ENTRY.id
     shot(page, "models")
     page.click("button[data-tab=playground]")
@@ -128,14 +128,16 @@ def test_server_errors_show_as_messages(page: Page, server) -> None:
     page.click("button[data-tab=models]")
     page.fill("#import-path", "/nonexistent/model.gguf")
     page.click("#import-form button")
-    expect(page.locator("#error")).to_be_visible()
-    expect(page.locator("#error-text")).to_contain_text("does not exist")
-    page.click("#error-close")
+    message = page.locator("#import-form [role=alert]")  # beside the button, not in a banner
+    expect(message).to_contain_text("does not exist")
     expect(page.locator("#error")).to_be_hidden()
+    message.get_by_role("button", name="Dismiss").click()
+    expect(message).to_be_hidden()
     page.click("button[data-tab=playground]")
     page.fill("#pg-texts", "")
     page.click("#pg-run")
-    expect(page.locator("#error-text")).to_have_text("Type at least one text.")
+    expect(page.locator("#playground .controls [role=alert]")).to_contain_text(
+        "Type at least one text.")
     expect(page.locator("#playground")).to_be_visible()
     shot(page, "error")
     # Chromium logs the (intended) 400 response itself as a console error; nothing else.

@@ -161,5 +161,6 @@ def test_the_heatmap_without_an_embedding_model_asks_for_one(page: Page) -> None
     fill_similarity(page, QUERY, DOCS)
     page.select_option("#sim-model", "")
     page.click("#sim-map")
-    expect(page.locator("#error-text")).to_contain_text("choose an embedding model")
+    expect(page.locator("#similarity .controls [role=alert]")).to_contain_text(
+        "choose an embedding model")  # beside the button
     expect(page.locator("#heat-card")).to_be_hidden()

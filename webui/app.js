@@ -2,6 +2,13 @@
 // Every user-visible string that came from a user or the server is set with textContent, never
 // innerHTML, so pasted HTML or <script> is shown as text.
 "use strict";
+// Long work (progress, cancel) and messages live in their own modules.
+import { clippedCell } from "./clip.js";
+import { el } from "./dom.js";
+import { watchHealth } from "./health.js";
+import { banner, placeFor, say } from "./notify.js";
+import { inChunks, track } from "./work.js";
+import { drawHeatmap, drawMap } from "./plots.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { key: localStorage.getItem("localembed.key") || "", models: [], vectors: null,
@@ -12,31 +19,21 @@ const TASKS = [["", "none (raw text)"], ["query", "query"], ["document", "docume
   ["clustering", "clustering"], ["code", "code"], ["qa", "question answering"],
   ["fact_check", "fact checking"], ["summarization", "summarization"]];
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "text") node.textContent = v;
-    else if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
-function showError(message) {
-  $("error-text").textContent = message;
-  $("error").hidden = false;
-}
+// The page-wide banner, for problems not tied to one button (notify.js says the others).
+function showError(message) { banner(message); }
 function clearError() { $("error").hidden = true; }
 
-async function api(method, path, body) {
+// ``signal`` (an AbortSignal) cancels the request: the server drops the work of a client that
+// went away. A cancel is rethrown as it is, not as "cannot reach the server".
+async function api(method, path, body, signal) {
   const headers = { "Content-Type": "application/json" };
   if (state.key) headers.Authorization = `Bearer ${state.key}`;
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    response = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (err) {
+    if (signal && signal.aborted) throw err;
     throw new Error(`Cannot reach the server: ${err.message}`);
   }
   const text = await response.text();
@@ -47,15 +44,15 @@ async function api(method, path, body) {
     // OpenAI's {"error": {"message"}}, Ollama's and TEI's {"error": "..."}, Cohere's {"message"}.
     const msg = data && data.error ? (data.error.message || data.error)
       : data && data.message ? data.message : `${response.status} ${response.statusText}`;
-    throw new Error(msg);
+    throw Object.assign(new Error(msg), { status: response.status });
   }
   return data;
 }
 
-async function run(button, fn) {
-  clearError();
-  button.disabled = true;
-  try { await fn(); } catch (err) { showError(err.message); } finally { button.disabled = false; }
+// Progress, elapsed time and any error are shown beside ``button`` (work.js); ``fn`` gets
+// {signal, progress}. options.cancellable adds a Cancel (for fns that pass the signal on).
+function run(button, fn, options) {
+  return track(button, fn, options);
 }
 
 const fmtBytes = (n) => n == null ? "?" : n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` :
@@ -67,7 +64,7 @@ for (const button of document.querySelectorAll("#tabs button")) {
   button.addEventListener("click", () => {
     for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", b === button);
     for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== button.dataset.tab;
-    if (button.dataset.tab === "models") refreshModels().catch((e) => showError(e.message));
+    if (button.dataset.tab === "models") refreshModels().catch((e) => (e.status === 401 ? askForKey(false) : showError(e.message)));
   });
 }
 const savedTheme = localStorage.getItem("localembed.theme");
@@ -82,9 +79,9 @@ $("error-close").addEventListener("click", clearError);
 $("api-key-save").addEventListener("click", () => {
   state.key = $("api-key").value.trim();
   localStorage.setItem("localembed.key", state.key);
-  $("keybox").hidden = true;
   init();
 });
+$("api-key").addEventListener("keydown", (e) => { if (e.key === "Enter") $("api-key-save").click(); });
 
 // -- models for the selects -----------------------------------------------------------------------
 // A model's kind: "embedding" (vectors) or "reranker" (a relevance score per query-document pair).
@@ -134,29 +131,37 @@ async function loadModels() {
 }
 
 // -- playground -------------------------------------------------------------------------------
-$("pg-run").addEventListener("click", (e) => run(e.target, async () => {
+// Many texts go in chunks, a few requests at a time (so the server still batches them), and
+// the page counts "n of N texts"; a text's vector does not depend on the texts sent with it.
+const EMBED_CHUNK = 32, EMBED_PARALLEL = 3;
+$("pg-run").addEventListener("click", (e) => run(e.target, async ({ signal, progress }) => {
   const texts = lines("pg-texts");
   if (!texts.length) throw new Error("Type at least one text.");
+  $("pg-result").hidden = true;  // the last run's vectors are not these texts'
   const body = { model: $("pg-model").value || "default", input: texts };
   if ($("pg-task").value) body.task = $("pg-task").value;
   if ($("pg-dims").value) body.dimensions = Number($("pg-dims").value);
   const started = performance.now();
-  const data = await api("POST", "/v1/embeddings", body);
+  const parts = await inChunks(texts, EMBED_CHUNK, EMBED_PARALLEL,
+    (chunk, s) => api("POST", "/v1/embeddings", { ...body, input: chunk }, s), { signal, progress });
+  const data = { model: parts[0].model, data: parts.flatMap((p) => p.data),
+    usage: { total_tokens: parts.reduce((n, p) => n + p.usage.total_tokens, 0) } };
   const ms = performance.now() - started;
   state.vectors = data.data.map((d) => d.embedding);
-  const tokens = await api("POST", "/tokenize", { model: body.model, content: texts, task: body.task });
+  // Cut as /v1/embeddings cuts a text longer than the model takes: the count the model saw.
+  const tokens = await api("POST", "/tokenize", { model: body.model, content: texts, task: body.task, truncate: "end" }, signal);
   $("pg-meta").textContent = `${data.model} · ${data.usage.total_tokens} tokens · ${ms.toFixed(0)} ms`;
   $("pg-rows").replaceChildren(...data.data.map((d, i) => {
     const preview = d.embedding.slice(0, 6).map((x) => x.toFixed(4)).join(", ");
-    const copy = el("button", { class: "ghost", text: "Copy", onclick: () => copyText(JSON.stringify(d.embedding)) });
+    const copy = el("button", { class: "copy", text: "Copy", onclick: () => copyText(JSON.stringify(d.embedding)) });
     return el("tr", { "data-index": i },
-      el("td", { text: i }), el("td", { class: "text", text: texts[i] }),
+      el("td", { text: i }), clippedCell(texts[i], { class: "text" }),
       el("td", { class: "tokens", text: tokens.tokens[i].length }),
       el("td", { text: d.embedding.length }),
       el("td", {}, el("span", { class: "preview", text: `[${preview}, …]` })), el("td", {}, copy));
   }));
   $("pg-result").hidden = false;
-}));
+}, { cancellable: true }));
 $("pg-copy").addEventListener("click", () => copyText(JSON.stringify(state.vectors)));
 async function copyText(text) {
   try { await navigator.clipboard.writeText(text); } catch { showError("The browser refused clipboard access."); }
@@ -174,6 +179,7 @@ async function timed(promise) {
 function renderOrder(list, items, docs, other, otherName) {
   list.replaceChildren(...items.map((d) => {
     const li = el("li", { "data-index": d.index },
+      el("span", { class: "doc-num", title: "Document number (its index in the request)", text: d.index }),
       el("span", { class: "score", text: d.score.toFixed(3) }), el("span", { class: "doc", text: docs[d.index] }));
     if (other) li.append(el("span", { class: "elsewhere", title: `Place in the ${otherName} order`,
       text: `#${other.get(d.index) + 1} by ${otherName}` }));
@@ -185,15 +191,16 @@ const places = (items) => new Map(items.map((d, i) => [d.index, i]));
 const meta = (model, tokens, ms) => [model, tokens == null ? "" : `${tokens} tokens`, `${ms.toFixed(0)} ms`]
   .filter(Boolean).join(" · ");
 
-$("sim-run").addEventListener("click", (e) => run(e.target, async () => {
+$("sim-run").addEventListener("click", (e) => run(e.target, async ({ signal }) => {
   const docs = lines("sim-docs");
   const query = $("sim-query").value;
   const embedder = $("sim-model").value, reranker = $("sim-reranker").value;
   if (!embedder && !reranker) throw new Error("Install or choose an embedding model or a reranker to rank with.");
   if (!docs.length) throw new Error("Type at least one document.");
+  $("sim-result").hidden = true;  // the last ranking is not of these texts
   const [sims, ranks] = await Promise.all([
-    embedder ? timed(api("POST", "/v1/similarity", { model: embedder, query, documents: docs })) : null,
-    reranker ? timed(api("POST", "/v1/rerank", { model: reranker, query, documents: docs, return_documents: false })) : null]);
+    embedder ? timed(api("POST", "/v1/similarity", { model: embedder, query, documents: docs }, signal)) : null,
+    reranker ? timed(api("POST", "/v1/rerank", { model: reranker, query, documents: docs, return_documents: false }, signal)) : null]);
   const byCosine = sims ? sims.data.data.map((d) => ({ index: d.index, score: d.score })) : null;
   const byReranker = ranks ? ranks.data.results.map((r) => ({ index: r.index, score: r.relevance_score })) : null;
   if (sims) {
@@ -209,79 +216,26 @@ $("sim-run").addEventListener("click", (e) => run(e.target, async () => {
   $("sim-embed-order").hidden = !sims;
   $("sim-rerank-order").hidden = !ranks;
   $("sim-result").hidden = false;
-}));
+}, { cancellable: true }));
 
-$("sim-map").addEventListener("click", (e) => run(e.target, async () => {
+$("sim-map").addEventListener("click", (e) => run(e.target, async ({ signal }) => {
   const model = $("sim-model").value;
   if (!model) throw new Error("The heatmap and the map compare vectors: choose an embedding model.");
   const query = $("sim-query").value;
   const docs = lines("sim-docs");
   const texts = [query, ...docs].filter(Boolean);
+  $("heat-card").hidden = $("pca-card").hidden = true;  // the last map is not of these texts
   // The server computes the similarities (as for the ranking); the vectors feed the PCA map.
   const [sims, data] = await Promise.all([
-    api("POST", "/v1/similarity/matrix", { model, texts }),
-    api("POST", "/v1/embeddings", { model, input: texts })]);
-  const keys = texts.map((_, i) => (query ? (i === 0 ? "Q" : String(i)) : String(i + 1)));
-  drawHeatmap(texts, keys, sims.matrix);
-  drawPCA(texts, data.data.map((d) => d.embedding));
-}));
-
-// Columns are keyed Q, 1, 2, … and rows carry the texts, so a dozen texts fit the card at a
-// readable size; more scroll inside the card (#heatmap), with the labels kept in view.
-function drawHeatmap(texts, keys, m) {
-  const head = el("tr", {}, el("th", { class: "corner" }),
-    ...texts.map((t, i) => el("th", { scope: "col", title: t, text: keys[i] })));
-  const rows = m.map((row, i) => el("tr", {},
-    el("th", { scope: "row", title: texts[i] }, el("span", { class: "key", text: keys[i] }),
-      el("span", { class: "label", text: texts[i] })),
-    ...row.map((x, j) => {
-      const hue = 230 - Math.max(0, Math.min(1, x)) * 230;
-      return el("td", { title: `${texts[i]} ↔ ${texts[j]}: ${x.toFixed(4)}`, "data-value": x.toFixed(4),
-        style: `background:hsl(${hue} 70% 45%)`, text: x.toFixed(2) });
-    })));
-  $("heatmap").replaceChildren(el("table", { style: `--n:${texts.length}` },
-    el("thead", {}, head), el("tbody", {}, ...rows)));
+    api("POST", "/v1/similarity/matrix", { model, texts }, signal),
+    api("POST", "/v1/embeddings", { model, input: texts }, signal)]);
+  // Documents keep their index (as in the ranking and the API), the query is Q.
+  const keys = texts.map((_, i) => (query ? (i === 0 ? "Q" : String(i - 1)) : String(i)));
+  drawHeatmap({ table: $("heatmap"), key: $("heat-key") }, texts, keys, sims.matrix);
   $("heat-card").hidden = false;
-}
-
-function drawPCA(texts, vectors) {
-  // Two principal components by power iteration on the centred data (no libraries needed).
-  const n = vectors.length, d = vectors[0].length;
-  const mean = Array.from({ length: d }, (_, j) => vectors.reduce((s, v) => s + v[j], 0) / n);
-  const X = vectors.map((v) => v.map((x, j) => x - mean[j]));
-  const comps = [];
-  for (let c = 0; c < 2; c++) {
-    let w = Array.from({ length: d }, (_, j) => Math.sin(j + 1 + c));
-    for (let it = 0; it < 60; it++) {
-      const proj = X.map((row) => row.reduce((s, x, j) => s + x * w[j], 0));
-      let next = Array.from({ length: d }, (_, j) => X.reduce((s, row, i) => s + row[j] * proj[i], 0));
-      for (const p of comps) { const dot = next.reduce((s, x, j) => s + x * p[j], 0); next = next.map((x, j) => x - dot * p[j]); }
-      const norm = Math.hypot(...next) || 1;
-      w = next.map((x) => x / norm);
-    }
-    comps.push(w);
-  }
-  const pts = X.map((row) => comps.map((w) => row.reduce((s, x, j) => s + x * w[j], 0)));
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const sx = (x) => 30 + (x - Math.min(...xs)) / ((Math.max(...xs) - Math.min(...xs)) || 1) * 340;
-  const sy = (y) => 270 - (y - Math.min(...ys)) / ((Math.max(...ys) - Math.min(...ys)) || 1) * 240;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = $("pca");
-  svg.replaceChildren();
-  pts.forEach((p, i) => {
-    const c = document.createElementNS(ns, "circle");
-    c.setAttribute("cx", sx(p[0])); c.setAttribute("cy", sy(p[1])); c.setAttribute("r", 5);
-    const title = document.createElementNS(ns, "title"); title.textContent = texts[i]; c.append(title);
-    const label = document.createElementNS(ns, "text");
-    // Labels point inwards so they stay inside the plot.
-    const right = sx(p[0]) > 200;
-    label.setAttribute("x", sx(p[0]) + (right ? -8 : 8)); label.setAttribute("y", sy(p[1]) + 4);
-    label.setAttribute("text-anchor", right ? "end" : "start");
-    label.textContent = texts[i].length > 28 ? `${texts[i].slice(0, 27)}…` : texts[i];
-    svg.append(c, label);
-  });
-  $("pca-card").hidden = false;
-}
+  drawMap({ svg: $("pca"), legend: $("pca-legend"), tip: $("pca-tip") }, texts, keys,
+    data.data.map((d) => d.embedding), query ? 0 : null);
+}, { cancellable: true }));
 
 // -- models -------------------------------------------------------------------------------------
 function kindBadge(kind) {
@@ -307,7 +261,7 @@ async function refreshModels() {
       el("td", {}, el("span", { class: "name", text: m.id }), " ", kindBadge(kind)),
       el("td", { text: m.family || "?" }),
       el("td", { text: m.dimensions || (kind === "reranker" ? "—" : "?") }), el("td", { text: fmtBytes(m.size_bytes) }),
-      el("td", { text: m.default ? "default" : m.loaded ? "loaded" : "" }), actions);
+      el("td", { text: [m.default && "default", m.loaded && "loaded"].filter(Boolean).join(" · ") }), actions);
   }));
   const running = Object.fromEntries(pulls.data.map((p) => [p.model, p]));
   $("catalog").replaceChildren(...catalog.data.map((entry) => {
@@ -337,8 +291,17 @@ function renderPull(slot, p) {
   const cancel = el("button", { text: "Cancel", onclick: (e) => run(e.target, () => api("DELETE", `/v1/pull/${encodeURIComponent(p.model)}`)) });
   // Why an earlier source was passed over (e.g. a file without EmbeddingGemma's dense layers).
   const notice = p.notice ? [el("span", { class: "muted pull-notice", text: p.notice })] : [];
-  slot.replaceChildren(bar, info, ...notice, ...(["done", "error", "cancelled"].includes(p.status) ? [] : [cancel]));
-  if (p.status === "error") showError(`Download of ${p.model} failed: ${p.error}`);
+  if (p.status === "error" || p.status === "cancelled") {
+    // Said in the model's card, with the way on: Retry (a pull resumes what it already has).
+    const again = el("button", { class: "primary", text: p.status === "error" ? "Retry" : "Download",
+      onclick: (e) => run(e.target, async () => watchPull(p.model, slot,
+        await api("POST", "/v1/pull", { model: p.model }))) });
+    slot.replaceChildren(el("div", { class: "pull-actions" }, again), ...notice);
+    say(slot, p.status === "error" ? `Download failed: ${p.error}` : "Download cancelled.",
+      p.status === "error" ? "error" : "info", { scroll: false });
+    return;
+  }
+  slot.replaceChildren(bar, info, ...notice, ...(p.status === "done" ? [] : [cancel]));
 }
 
 function watchPull(id, slot, first) {
@@ -353,7 +316,7 @@ function watchPull(id, slot, first) {
         clearInterval(state.polls[id]);
         if (p.status === "done") setTimeout(() => refreshModels().catch((e) => showError(e.message)), 600);
       }
-    } catch (err) { clearInterval(state.polls[id]); showError(err.message); }
+    } catch (err) { clearInterval(state.polls[id]); say(slot, err.message, "error", { scroll: false }); }
   }, 400);
 }
 
@@ -391,20 +354,30 @@ function renderSnippets() {
   ];
   $("snippets").replaceChildren(...snippets.map(([title, code]) => el("div", { class: "snippet" },
     el("div", { class: "row" }, el("h3", { text: title }),
-      el("button", { class: "ghost", text: "Copy", onclick: () => copyText(code) })),
+      el("button", { class: "copy", text: "Copy", onclick: () => copyText(code) })),
     el("pre", {}, el("code", { text: code })))));
 }
 
 // -- start ---------------------------------------------------------------------------------------
+// The pill follows /health by itself (health.js); when the server is back, the models are
+// asked for again (it may have restarted with others).
+watchHealth($("server-status"), () => loadModels().catch(() => {}));
+
+// A server that needs a key is met with a question, not an error: a first visit has no key yet.
+// Only a key that was tried and refused is said to be wrong.
 async function init() {
   try {
-    const health = await api("GET", "/health");
-    $("server-status").textContent = `${health.model} · ${health.backend}`;
-    $("server-status").classList.add("ok");
     await loadModels();
+    $("keybox").hidden = true;
   } catch (err) {
-    showError(err.message);
+    if (err.status === 401) askForKey(Boolean(state.key));
+    else showError(err.message);
   }
   renderSnippets();
+}
+function askForKey(refused) {
+  $("keybox").hidden = false;
+  if (refused) say(placeFor($("api-key-save")), "That key was not accepted. Check it and enter it again.");
+  $("api-key").focus();
 }
 init();

@@ -69,7 +69,7 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
     def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
         if tray is not None:
-            tray.icon.stop()
+            tray.stop()
 
     # Installed before the URL is announced, so a stop request never hits the default handlers
     # (a KeyboardInterrupt that the CLI would report as an abort, or an abrupt termination).
@@ -93,8 +93,7 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
                 f"Open {controller.url} in a browser; Ctrl-C stops.")
     try:
         if tray is not None:
-            shown = "Tray icon shown." + ("" if tray.has_menu else
-                                          " (Click it to open the playground.)")
+            shown = f"Tray icon shown. {tray.how_to_use()}"
             waiting = tray.tray_host_missing()  # the icon waits, invisible, for a tray host
             if waiting:
                 say(f"No system tray found on this display: localembed keeps running. Open "

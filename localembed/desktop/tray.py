@@ -1,18 +1,23 @@
 """The tray icon: a thin pystray view over ``AppController``.
 
 pystray is imported only in ``Tray.__init__`` (its X11 backend connects to the display at import
-time), so this module imports anywhere. Where the backend cannot show a menu (pystray's xorg
-backend), clicking the icon still does the useful thing: it opens the playground.
+time), so this module imports anywhere. The menu is defined once, in ``Tray._menu``: pystray
+shows it natively (AppIndicator, GTK, Windows, macOS); on its plain X11 backend, which has no
+menu and never receives clicks, ``xclicks`` answers them and shows that same menu itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 
 from localembed.desktop.controller import AppController
+from localembed.desktop.xclicks import ClickListener
 from localembed.desktop.xdock import DockKeeper, close_window, tray_host_present
+
+log = logging.getLogger(__name__)
 
 # How long Quit waits for pystray's X11 loop to end before closing its window itself.
 STOP_GRACE_SECONDS = 3.0
@@ -51,8 +56,12 @@ class Tray:
                                  "localembed", menu=self._menu())
         controller.on_change = self.refresh
         self._keeper: DockKeeper | None = None
+        # Selected now, not in run(): whether clicks reach the icon decides what to tell the user.
+        window = getattr(self.icon, "_window", None)
+        self._clicks = ClickListener(self.icon, window.id) if self._xorg and window else None
         self._loop_thread: threading.Thread | None = None
         self._ended = threading.Event()
+        self._stopping = False
 
     def _menu(self):  # type: ignore[no-untyped-def]
         item, menu, c = self.pystray.MenuItem, self.pystray.Menu, self.controller
@@ -78,7 +87,20 @@ class Tray:
 
     @property
     def has_menu(self) -> bool:
-        return bool(getattr(self.icon, "HAS_MENU", True))
+        return bool(getattr(self.icon, "HAS_MENU", True)) or self._clicks_answered
+
+    @property
+    def _clicks_answered(self) -> bool:
+        return self._clicks is not None and self._clicks.selected
+
+    def how_to_use(self) -> str:
+        """What a click on the icon does here, for the app to tell the user."""
+        backend = type(self.icon).__module__
+        if backend.endswith(("_appindicator", "_darwin")):
+            return "Click it for the menu."  # neither has a separate default action
+        if backend.endswith("_xorg") and not self._clicks_answered:
+            return "Click it to open the playground."  # pystray itself selects clicks, then
+        return "Click it to open the playground; right-click it for the menu."
 
     @property
     def _xorg(self) -> bool:
@@ -98,9 +120,14 @@ class Tray:
         with contextlib.suppress(Exception):  # some backends cannot update a menu they lack
             self.icon.update_menu()
 
+    def stop(self) -> None:
+        """End ``run`` (from any thread), leaving the server to the caller."""
+        self._stopping = True
+        self.icon.stop()
+
     def quit(self) -> None:
         self.controller.quit()
-        self.icon.stop()
+        self.stop()
         keeper = self._keeper
         if (keeper is not None and threading.current_thread() is not self._loop_thread
                 and not self._ended.wait(STOP_GRACE_SECONDS)):
@@ -110,15 +137,51 @@ class Tray:
         """Show the icon until Quit (blocks). ``on_shown`` is called once a tray host has
         docked the icon (on X11, where an icon can wait for a tray host that starts later)."""
         self._keeper = keeper = self._dock_keeper(on_shown)
-        self._loop_thread = threading.current_thread()
         if keeper is not None:
             keeper.start()
+        if self._clicks is not None:
+            self._clicks.start()
         try:
-            self.icon.run()
+            if (type(self.icon).__module__.endswith(("_gtk", "_appindicator"))
+                    and threading.current_thread() is threading.main_thread()):
+                self._run_gtk_off_the_main_thread()
+            else:
+                self._loop_thread = threading.current_thread()
+                self._run_icon()
         finally:
             self._ended.set()
             if keeper is not None:
                 keeper.stop()
+
+    def _run_icon(self) -> None:
+        try:
+            self.icon.run()
+        except Exception:
+            if not self._stopping:
+                raise
+            # pystray's gtk backends hide their notification on the way out, which raises
+            # where no notification service runs (a bare session): the icon stopped all the same.
+            log.debug("the tray backend failed while stopping", exc_info=True)
+
+    def _run_gtk_off_the_main_thread(self) -> None:
+        """pystray's gtk backends reset SIGINT to the default (killing the process, skipping
+        the app's clean stop) when run on the main thread; on another they leave the app's
+        handlers be, and GTK needs no particular thread. The main thread waits, so that the
+        signal handlers still run there."""
+        failures: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self._run_icon()
+            except BaseException as exc:  # handed to the waiting thread, raised there
+                failures.append(exc)
+
+        self._loop_thread = worker = threading.Thread(target=target, name="tray-gtk")
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+        if failures:
+            raise failures[0]
 
     def _dock_keeper(self, on_docked: Callable[[], None] | None) -> DockKeeper | None:
         """On X11 only: pystray asks the tray host once, see ``xdock``."""
