@@ -283,6 +283,33 @@ def install_model(app_home: Path, name: str, source: Path) -> Path:
     return target
 
 
+@pytest.fixture()
+def tray_app(display: str, synthetic, app_home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+             monkeypatch: pytest.MonkeyPatch):
+    """The desktop app in this process, over two installed models ("small" served, "wide"),
+    its tray running in a thread and its icon docked: yields (tray, that thread). The home and
+    XDG config point at the test's own folders, so Start at Login writes there."""
+    from localembed.desktop.controller import AppController
+    from localembed.desktop.tray import Tray
+    from localembed.settings import ServerConfig
+
+    monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    install_model(app_home, "small", synthetic("bert"))
+    install_model(app_home, "wide", synthetic("gemma-embedding"))
+    controller = AppController(ServerConfig(model="small", port=0))
+    controller.start()
+    tray = Tray(controller)
+    runner = threading.Thread(target=tray.run, daemon=True)
+    runner.start()
+    assert wait_for_icon(display) > 50  # the blue "ready" icon is in the tray
+    yield tray, runner
+    if controller.status != "stopped":
+        tray.quit()
+    runner.join(10)
+
+
 def wait_for_icon(display: str, timeout: float = 20.0) -> int:
     """Accent-coloured pixels on the screen, waiting (on a loaded machine) for the icon."""
     deadline = time.monotonic() + timeout

@@ -21,32 +21,17 @@ from tests.conftest import (
     ARTIFACTS,
     accent_pixels,
     health,
-    install_model,
     screenshot,
     start_tray_host,
     wait_for_icon,
 )
 
 
-def test_tray_menu_actions_call_the_core(display: str, synthetic, app_home: Path,
-                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DISPLAY", display)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
-    install_model(app_home, "small", synthetic("bert"))
-    install_model(app_home, "wide", synthetic("gemma-embedding"))
-    from localembed.desktop.controller import AppController
-    from localembed.desktop.tray import Tray
-
-    controller = AppController(ServerConfig(model="small", port=0))
-    controller.start()
-    tray = Tray(controller)
-    runner = threading.Thread(target=tray.run, daemon=True)
-    runner.start()
-    icon = wait_for_icon(display)
+def test_tray_menu_actions_call_the_core(display: str, tray_app, tmp_path: Path) -> None:
+    tray, runner = tray_app
+    controller = tray.controller
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot(display, ARTIFACTS / "desktop-tray-inprocess.png")
-    assert icon > 50  # the blue "ready" icon is in the tray
     items = {item.text: item for item in tray.icon.menu.items if item.text}
     assert items["Ready: serving small"].enabled is False  # the status line
     url = controller.url

@@ -197,32 +197,11 @@ def test_the_app_tells_how_to_use_the_icon(display: str, synthetic, app_home: Pa
 
 
 @pytest.fixture
-def tray(display: str, synthetic, app_home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
-         monkeypatch: pytest.MonkeyPatch):
+def tray(display: str, tray_app):  # type: ignore[no-untyped-def]
     """A tray over two installed models ("small" served, "wide"), its icon docked."""
-    import threading
-
-    from localembed.desktop.controller import AppController
-    from localembed.desktop.tray import Tray
-    from localembed.settings import ServerConfig
-    from tests.conftest import install_model
-
-    monkeypatch.setenv("DISPLAY", display)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
-    install_model(app_home, "small", synthetic("bert"))
-    install_model(app_home, "wide", synthetic("gemma-embedding"))
-    controller = AppController(ServerConfig(model="small", port=0))
-    controller.start()
-    tray = Tray(controller)
-    runner = threading.Thread(target=tray.run, daemon=True)
-    runner.start()
-    assert wait_for_icon(display) > 50
+    tray, _runner = tray_app
     tray.icon_box = wait_for_window(display, ICON_CLASS)
-    yield tray
-    if controller.status != "stopped":
-        tray.quit()
-    runner.join(10)
+    return tray
 
 
 def choose(display: str, tray, text: str) -> None:  # type: ignore[no-untyped-def]

@@ -18,13 +18,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import watched_page
 from tests.test_webui import shot
+from tests.test_webui_rerank import DOCS, QUERY
 
-QUERY = "how do I cook pasta?"
-DOCS = ["Boil the spaghetti in salted water for ten minutes.",
-        "The stock market fell sharply after the announcement.",
-        "Italian noodles are cooked in plenty of boiling water.",
-        "A cat sat on the mat.",
-        "Drain the pasta and toss it with the sauce."]
 # Eleven documents in a few near-identical groups (identical texts land on the same point).
 CLUSTERED = ["Boil the pasta.", "Boil the pasta.", "Boil the pasta!", "Boil the pasta?",
              "Stocks fell.", "Stocks fell!", "Stocks fell.", "A cat sat on the mat.",
