@@ -494,7 +494,7 @@ class Engine:
         limit = self._limit(options)
         query = self.runner.normalize(self._cut(query, EmbedOptions(truncate="none",
                                                                      max_tokens=limit)))
-        tokens, _ = template.tokens(self.runner, query, "")
+        tokens = template.tokens(self.runner, query, "")
         if len(tokens) >= limit:
             raise InputError(f"the query with the reranker's prompt is {len(tokens)} tokens "
                              f"long; it leaves no room for a document within {limit} tokens",
@@ -515,7 +515,7 @@ class Engine:
                              "tokens with the query). Shorten it or allow truncation",
                              param="documents", code="context_length_exceeded") from exc
         if options.truncate == "none":
-            tokens, _ = template.tokens(self.runner, query, text)
+            tokens = template.tokens(self.runner, query, text)
             if len(tokens) > limit:
                 raise InputError(
                     f"document {index} with the query is {len(tokens)} tokens long; this "
@@ -523,8 +523,7 @@ class Engine:
                     param="documents", code="context_length_exceeded")
             return tokens
         # The document's end goes; the query and the frame stay whole.
-        tokens, _ = template.tokens(self.runner, query, text, limit)
-        return tokens
+        return template.tokens(self.runner, query, text, limit)
 
     def submit_rerank(self, query: str, documents: Sequence[str],
                       options: RerankOptions = RerankOptions(),

@@ -129,8 +129,8 @@ class PairTemplate:
         return "".join(before), None if after is None else "".join(after)
 
     def tokens(self, tokenizer: Tokenizer, query: str, document: str,
-               limit: int | None = None) -> tuple[list[int], bool]:
-        """(the pair's tokens, whether the document was cut to keep them within ``limit``).
+               limit: int | None = None) -> list[int]:
+        """The pair's tokens, the document cut to keep them within ``limit`` if need be.
 
         Only the document's end is ever cut; the query and the frame stay whole, so when they
         alone reach ``limit`` the tokens are longer than it (the caller refuses the query).
@@ -149,10 +149,9 @@ class PairTemplate:
                 text = before
             chunks.append(tokenizer.tokenize(text, special=False) if text else [])
         total = sum(len(c) for c in chunks)
-        cut = limit is not None and total > limit and document_at >= 0
-        if cut:
-            room = limit - (total - len(chunks[document_at]))  # type: ignore[operator]
+        if limit is not None and total > limit and document_at >= 0:
+            room = limit - (total - len(chunks[document_at]))
             chunks[document_at] = fit(tokenizer, around[0], document, around[1], room)
         if self.segment_b and document_at >= 0:
             chunks[document_at:] = [[t + self.segment_b for t in c] for c in chunks[document_at:]]
-        return [t for c in chunks for t in c], cut
+        return [t for c in chunks for t in c]
