@@ -25,10 +25,10 @@ import llama_cpp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localembed.convert import convert_folder  # noqa: E402
 from localembed.engine import Engine, RunnerOptions  # noqa: E402
-from localembed.starter import STARTER_DTYPE, starter_path  # noqa: E402
-from localembed.synthetic import _WORDS  # noqa: E402
+from localembed.models.convert import convert_folder  # noqa: E402
+from localembed.models.starter import STARTER_DTYPE, starter_path  # noqa: E402
+from localembed.testing.synthetic import _WORDS  # noqa: E402
 
 
 def starter_model(dtype: str, folder: Path) -> Path:

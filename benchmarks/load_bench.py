@@ -42,9 +42,9 @@ import gguf  # noqa: E402
 
 from localembed.engine import inspect as inspect_module  # noqa: E402
 from localembed.engine.inspect import inspect_gguf  # noqa: E402
-from localembed.ggufheader import ArrayInfo, GGUFHeader, TensorInfo  # noqa: E402
-from localembed.starter import starter_path  # noqa: E402
-from localembed.synthetic import REAL_VOCAB, write_model  # noqa: E402
+from localembed.gguf.header import ArrayInfo, GGUFHeader, TensorInfo  # noqa: E402
+from localembed.models.starter import starter_path  # noqa: E402
+from localembed.testing.synthetic import REAL_VOCAB, write_model  # noqa: E402
 
 READY = """
 import json, sys, time

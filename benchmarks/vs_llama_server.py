@@ -72,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 from engine_bench import make_texts  # noqa: E402
 
-from localembed.settings import DEFAULT_HTTP_THREADS  # noqa: E402
+from localembed.config.settings import DEFAULT_HTTP_THREADS  # noqa: E402
 
 CACHE = Path(os.environ.get("LOCALEMBED_BENCH_CACHE", "~/.cache/localembed-bench")).expanduser()
 CORES = os.cpu_count() or 1
@@ -146,13 +146,13 @@ class Model:
 
 def model_file(name: str) -> Path:
     if name == "starter":
-        from localembed.starter import starter_path
+        from localembed.models.starter import starter_path
 
         return starter_path()
     arch = SYNTHETIC[name]
     path = CACHE / "models" / f"synthetic-{arch}-full-f16.gguf"
     if not path.is_file():
-        from localembed.synthetic import write_model
+        from localembed.testing.synthetic import write_model
 
         print(f"writing the full-shape synthetic {arch} model to {path}...", file=sys.stderr,
               flush=True)

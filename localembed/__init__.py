@@ -27,7 +27,7 @@ def load(model: str | None = None, **options: object) -> Engine:
 
     Keyword arguments are ``RunnerOptions`` fields (threads, gpu_layers, max_tokens, ...).
     """
-    from localembed.store import resolve
+    from localembed.models.store import resolve
 
     model_id, path = resolve(model, allow_path=True)
     return Engine(path, model_id=model_id, options=RunnerOptions(**options),  # type: ignore[arg-type]

@@ -17,10 +17,10 @@ import msgspec
 
 from localembed.dialects import local, openai, rerank
 from localembed.dialects.common import convert
+from localembed.dialects.tokenids import local_cl100k
 from localembed.engine import InputError, RunnerOptions
-from localembed.registry import Registry
-from localembed.service import Limits, Service
-from localembed.tokenids import local_cl100k
+from localembed.service.execute import Limits, Service
+from localembed.service.registry import Registry
 
 
 @dataclass(frozen=True)

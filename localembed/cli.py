@@ -11,7 +11,15 @@ import click
 from click_default_group import DefaultGroup
 
 from localembed import __version__
-from localembed.convert import DTYPES, ConversionError, convert_folder
+from localembed.config.network import local_url, reachable_urls
+from localembed.config.settings import (
+    DEFAULT_HOST,
+    DEFAULT_HTTP_THREADS,
+    DEFAULT_PORT,
+    load_config,
+    require_key_off_loopback,
+)
+from localembed.dialects.tokenids import TOKEN_ID_MODES
 from localembed.engine import (
     EmbedOptions,
     InputError,
@@ -21,19 +29,10 @@ from localembed.engine import (
     RunnerOptions,
 )
 from localembed.engine.core import TRUNCATE_MODES
-from localembed.families import TASKS
-from localembed.service import EmbedRequest, Service, matrix_request, similarity_request
-from localembed.settings import (
-    DEFAULT_HOST,
-    DEFAULT_HTTP_THREADS,
-    DEFAULT_PORT,
-    load_config,
-    local_url,
-    reachable_urls,
-    require_key_off_loopback,
-)
-from localembed.store import ModelNotFound
-from localembed.tokenids import TOKEN_ID_MODES
+from localembed.engine.families import TASKS
+from localembed.models.convert import DTYPES, ConversionError, convert_folder
+from localembed.models.store import ModelNotFound
+from localembed.service.execute import EmbedRequest, Service, matrix_request, similarity_request
 
 
 def _say(message: str) -> None:
@@ -91,7 +90,7 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
                  max_tokens: int | None, flash_attn: bool = True) -> Iterator[Service]:
     """Load a model for one command and run requests through the core service (as the HTTP
     API does), turning every expected failure into a clean exit."""
-    from localembed.registry import Registry
+    from localembed.service.registry import Registry
 
     try:
         registry = Registry(model, RunnerOptions(gpu_layers=gpu_layers, threads=threads,
@@ -169,10 +168,10 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     """
     import signal
 
-    from localembed.instances import registered, this_server
-    from localembed.registry import Registry
+    from localembed.config.instances import registered, this_server
     from localembed.server import create_app, make_server, server_url
     from localembed.server.serving import GRACE_PERIOD
+    from localembed.service.registry import Registry
 
     try:
         config = load_config(host=host, port=port, model=model, threads=threads,
@@ -349,7 +348,8 @@ def _require_embedding_model(service: Service, command: str) -> None:
 def _default_reranker() -> str | None:
     """The default model if it is a reranker, else the first installed reranker, else None
     (read from the files' headers; nothing is loaded)."""
-    from localembed.store import default_model_id, describe, installed
+    from localembed.models.defaults import default_model_id
+    from localembed.models.store import describe, installed
 
     default = default_model_id(_configured_model())
     for model_id in [default, *(m for m in installed() if m != default)]:
@@ -434,9 +434,10 @@ def info(model: str | None, as_json: bool) -> None:
     """Show directories, versions, compute backend, disk use (and a model's details)."""
     import llama_cpp
 
+    from localembed.config.paths import config_path, home_dir, models_dir
     from localembed.engine import gpu_backend
-    from localembed.settings import config_path, home_dir, models_dir
-    from localembed.store import default_model_id, disk_usage, installed
+    from localembed.models.defaults import default_model_id
+    from localembed.models.store import disk_usage, installed
 
     data: dict = {
         "version": __version__,
@@ -475,7 +476,7 @@ def _configured_model() -> str | None:
 def _server_urls() -> list[str]:
     """Every running server: each one registered in the app's home (whatever its port), and
     whatever answers on the configured port (a server of an older version registers nothing)."""
-    from localembed.instances import live_servers
+    from localembed.config.instances import live_servers
 
     urls = [entry.url for entry in live_servers()]
     try:
@@ -524,9 +525,9 @@ def _loaded_by() -> dict[str, list[str]]:
 @click.argument("model")
 def pull(model: str) -> None:
     """Download a catalog MODEL from the Hugging Face Hub (resumable, verified)."""
-    from localembed.catalog import is_builtin
-    from localembed.pull import PullCancelled, PullError, PullTask
-    from localembed.pull import pull as do_pull
+    from localembed.models.catalog import is_builtin
+    from localembed.models.pull import PullCancelled, PullError, PullTask
+    from localembed.models.pull import pull as do_pull
 
     task = PullTask(model)
     width = 30
@@ -586,8 +587,9 @@ def _size(n: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(show_catalog: bool, as_json: bool) -> None:
     """List installed models (* default, + loaded in a running server)."""
-    from localembed.catalog import listing
-    from localembed.store import default_model_id, describe, installed
+    from localembed.models.catalog import listing
+    from localembed.models.defaults import default_model_id
+    from localembed.models.store import describe, installed
 
     if show_catalog:
         rows = listing(set(installed()))
@@ -632,7 +634,7 @@ def _dims(value: object) -> str:
 @click.option("--force", is_flag=True, help="Unload it from a running server first.")
 def rm(model: str, force: bool) -> None:
     """Remove an installed MODEL (refused while a running server has it loaded)."""
-    from localembed.store import StoreError, removal
+    from localembed.models.store import StoreError, removal
 
     holders = _loaded_by().get(model, [])
     if holders and not force:
@@ -659,7 +661,7 @@ def rm(model: str, force: bool) -> None:
 @click.option("--id", "model_id", default=None, help="Model id (default: from the file name).")
 def import_cmd(path: str, model_id: str | None) -> None:
     """Install a .gguf file (validated) or convert a sentence-transformers BERT folder."""
-    from localembed.store import StoreError, import_model
+    from localembed.models.store import StoreError, import_model
 
     try:
         new_id = import_model(path, model_id, progress=_say)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from localembed.convert import convert_folder
-from localembed.starter import STARTER_DTYPE, starter_path
-from localembed.synthetic import ARCHITECTURES, write_model
+from localembed.models.convert import convert_folder
+from localembed.models.starter import STARTER_DTYPE, starter_path
+from localembed.testing.synthetic import ARCHITECTURES, write_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -213,9 +213,9 @@ def app_factory(synthetic):
 
     ``make(config, arch)`` returns a test client; registries close at the end of the module.
     """
-    from localembed.registry import Registry
+    from localembed.config.settings import ServerConfig
     from localembed.server import create_app
-    from localembed.settings import ServerConfig
+    from localembed.service.registry import Registry
 
     registries = []
 
@@ -240,8 +240,8 @@ def running(config, model: Path, options=None,  # type: ignore[no-untyped-def]
             decoder: object = None) -> Iterator[tuple]:
     """A real waitress server in a background thread, on a free local port: for the SDK,
     concurrency, browser and desktop tests (plain HTTP behaviour uses ``client``)."""
-    from localembed.registry import Registry
     from localembed.server import create_app, make_server, server_url
+    from localembed.service.registry import Registry
 
     registry = Registry(str(model), options)
     app = create_app(config, registry, decoder=decoder)
@@ -289,9 +289,9 @@ def tray_app(display: str, synthetic, app_home: Path, tmp_path: Path,  # type: i
     """The desktop app in this process, over two installed models ("small" served, "wide"),
     its tray running in a thread and its icon docked: yields (tray, that thread). The home and
     XDG config point at the test's own folders, so Start at Login writes there."""
+    from localembed.config.settings import ServerConfig
     from localembed.desktop.controller import AppController
     from localembed.desktop.tray import Tray
-    from localembed.settings import ServerConfig
 
     monkeypatch.setenv("DISPLAY", display)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -325,7 +325,7 @@ def wait_for_icon(display: str, timeout: float = 20.0) -> int:
 def embedder_and_reranker(synthetic, app_home: Path):
     """A live server whose default model is an embedding model ("embedder"), with a reranker
     ("reranker") installed beside it and loaded on first use; yields (url, registry)."""
-    from localembed.settings import ServerConfig
+    from localembed.config.settings import ServerConfig
 
     embedder = install_model(app_home, "embedder", synthetic("bert"))
     install_model(app_home, "reranker", synthetic("bert", head="rerank"))

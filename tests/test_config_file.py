@@ -11,7 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from localembed.cli import cli
-from localembed.settings import ServerConfig, load_config, require_key_off_loopback, save_setting
+from localembed.config.settings import (
+    ServerConfig,
+    load_config,
+    require_key_off_loopback,
+    save_setting,
+)
 
 
 def mode(path: Path) -> int:

@@ -10,10 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-CORE = ["engine", "families.py", "registry.py", "store.py", "convert.py", "api.py",
-        "service.py", "dialects", "catalog.py", "pull.py", "settings.py", "starter.py",
-        "ggufwrite.py", "encoding.py", "tokenids.py"]
-FACES = ("localembed.server", "localembed.cli", "localembed.desktop", "localembed.synthetic")
+CORE = ["engine", "models", "service", "dialects", "config", "gguf", "api.py"]
+FACES = ("localembed.server", "localembed.cli", "localembed.desktop", "localembed.testing")
 
 
 def imports_of(path: Path) -> set[str]:

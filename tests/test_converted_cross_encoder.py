@@ -18,8 +18,8 @@ import pytest
 
 from localembed.engine import ModelLoadError
 from localembed.engine.inspect import inspect_gguf
-from localembed.ggufheader import read_header
-from localembed.store import describe
+from localembed.gguf.header import read_header
+from localembed.models.store import describe
 from tests.conftest import install_model
 from tests.llama_convert import convert
 
@@ -115,8 +115,8 @@ def transformers_logits(checkpoint: Path, query: str, documents: list[str]) -> l
 
 def test_our_converter_keeps_the_pooler_and_the_second_segment(
         checkpoint: Path, tmp_path: Path) -> None:
-    from localembed.convert import convert_folder
     from localembed.engine import Engine
+    from localembed.models.convert import convert_folder
 
     with Engine(convert_folder(checkpoint, tmp_path / "ours.gguf", dtype="f32")) as engine:
         assert engine.kind == "reranker" and engine.score_type == "sigmoid"
@@ -133,8 +133,8 @@ def test_the_pair_is_cls_query_sep_then_document_sep_in_the_second_segment(
         checkpoint: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from localembed.convert import convert_folder
     from localembed.engine import Engine
+    from localembed.models.convert import convert_folder
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     encoded = tokenizer(QUERY, DOCUMENTS[0])

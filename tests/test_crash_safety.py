@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, ModelLoadError
 from localembed.engine import probe as probe_module
 from localembed.engine.inspect import inspect_gguf
 from localembed.engine.llama import RunnerOptions
 from localembed.engine.probe import FAULT_ENV, check_model, crash_reason
-from localembed.settings import ServerConfig
 from tests.conftest import call, install_model, running
 
 ABORTS = "llama.cpp aborted"
@@ -30,7 +30,7 @@ ABORTS = "llama.cpp aborted"
 @pytest.fixture(scope="module")
 def aborting(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model llama.cpp aborts on at load: every gemma-embedding layer sliding."""
-    from localembed.synthetic import write_model
+    from localembed.testing.synthetic import write_model
 
     return write_model("gemma-embedding", tmp_path_factory.mktemp("abort") / "broken.gguf",
                        swa_pattern=[True, True])
@@ -39,7 +39,7 @@ def aborting(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def q8_model(tmp_path: Path) -> Path:
     """A fresh q8_0 file (a new file: no verdict is remembered for it)."""
-    from localembed.synthetic import write_model
+    from localembed.testing.synthetic import write_model
 
     return write_model("qwen3", tmp_path / "q8.gguf", dtype="q8_0", seed=7)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
 from tests.conftest import (
     ARTIFACTS,
     accent_pixels,
@@ -228,7 +228,7 @@ def test_importing_the_tray_needs_no_display() -> None:
     code = ("import localembed.desktop.tray, localembed.desktop.controller;"
             "from localembed.desktop.tray import Tray, TrayUnavailable;"
             "from localembed.desktop.controller import AppController;"
-            "from localembed.settings import ServerConfig\n"
+            "from localembed.config.settings import ServerConfig\n"
             "try:\n    Tray(AppController(ServerConfig()))\n"
             "except TrayUnavailable as e:\n    print('unavailable', e)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

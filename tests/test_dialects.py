@@ -9,9 +9,9 @@ import base64
 import numpy as np
 import pytest
 
-from localembed.encoding import from_bfloat16_bits
+from localembed.config.settings import ServerConfig
+from localembed.dialects.encoding import from_bfloat16_bits
 from localembed.engine import EmbedOptions
-from localembed.settings import ServerConfig
 from tests.conftest import call, running
 
 
@@ -46,7 +46,7 @@ def test_mistral_sdk_with_output_dtype_and_dimension(gemma) -> None:
 
 
 def test_binary_bit_order_is_most_significant_first() -> None:
-    from localembed.encoding import quantize
+    from localembed.dialects.encoding import quantize
 
     v = np.array([[1, -1, -1, -1, -1, -1, -1, 1, -1, 1, -1, -1, -1, -1, -1, -1]], np.float32)
     assert quantize(v, "ubinary").tolist() == [[0b10000001, 0b01000000]]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from localembed.settings import models_dir
-from localembed.store import removal
+from localembed.config.paths import models_dir
+from localembed.models.store import removal
 
 
 @contextmanager

@@ -17,8 +17,8 @@ from localembed.engine import (
     ModelLoadError,
     RunnerOptions,
 )
-from localembed.families import TASKS, canonical_task
-from localembed.synthetic import ARCHITECTURES
+from localembed.engine.families import TASKS, canonical_task
+from localembed.testing.synthetic import ARCHITECTURES
 
 TEXTS = [
     "hello world",

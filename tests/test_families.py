@@ -9,9 +9,8 @@ from fractions import Fraction
 import gguf
 import pytest
 
-from localembed import families
-from localembed.engine.inspect import POOLING_NAMES, ModelLoadError, inspect_gguf
-from localembed.families import (
+from localembed.engine import families
+from localembed.engine.families import (
     BERT_LIKE,
     FAMILIES,
     TASKS,
@@ -20,7 +19,8 @@ from localembed.families import (
     canonical_task,
     family_for,
 )
-from localembed.synthetic import write_model
+from localembed.engine.inspect import POOLING_NAMES, ModelLoadError, inspect_gguf
+from localembed.testing.synthetic import write_model
 from tests.test_engine import GEMMA_PROMPTS
 
 GEMMA = FAMILIES["gemma-embedding"]

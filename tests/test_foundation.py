@@ -12,12 +12,12 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from localembed.convert import ConversionError, convert_folder
 from localembed.engine import EmbedOptions, Engine, InputError, RunnerOptions
 from localembed.engine.inspect import inspect_gguf
 from localembed.engine.llama import LlamaRunner
-from localembed.starter import STARTER_SOURCE, starter_path
-from localembed.synthetic import ARCHITECTURES
+from localembed.models.convert import ConversionError, convert_folder
+from localembed.models.starter import STARTER_SOURCE, starter_path
+from localembed.testing.synthetic import ARCHITECTURES
 from tests.reference_bert import ReferenceBert
 
 EXPECTED_DIMS = {"bert": 64, "qwen3": 64, "gemma-embedding": 96}
@@ -112,7 +112,7 @@ def test_synthetic_models_load_in_llama_cpp(synthetic, arch: str, dtype: str) ->
 
 def test_full_size_preset_has_the_real_layer_shapes(tmp_path: Path) -> None:
     """Benchmarks can write real-size shapes; all-MiniLM-L6-v2's is small enough to check."""
-    from localembed.synthetic import write_model
+    from localembed.testing.synthetic import write_model
 
     path = write_model("bert", tmp_path / "full.gguf", preset="full", dtype="q8_0")
     with Engine(path) as engine:

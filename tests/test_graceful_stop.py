@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.server.serving import GRACE_PERIOD
-from localembed.settings import ServerConfig
 from tests.conftest import install_model
 
 CLIENTS = 32

@@ -20,13 +20,13 @@ import gguf
 import numpy as np
 import pytest
 
-import localembed.synthetic as synthetic_module
+import localembed.testing.synthetic as synthetic_module
 from localembed.engine import Engine
 from localembed.engine import inspect as inspect_module
 from localembed.engine.inspect import GGUFInfo, ModelLoadError, inspect_gguf
-from localembed.ggufheader import ArrayInfo, GGUFHeader, TensorInfo, read_header
-from localembed.starter import starter_path
-from localembed.synthetic import REAL_VOCAB, write_model
+from localembed.gguf.header import ArrayInfo, GGUFHeader, TensorInfo, read_header
+from localembed.models.starter import starter_path
+from localembed.testing.synthetic import REAL_VOCAB, write_model
 
 QWEN3_VOCAB = REAL_VOCAB["qwen3"]  # 151,669
 GEMMA_VOCAB = REAL_VOCAB["gemma-embedding"]  # 262,144
@@ -253,7 +253,7 @@ def test_info_survives_a_trip_to_a_child_process(gemma_real_vocab: Path) -> None
 
 def test_import_reads_the_header_once_in_this_process(synthetic, app_home: Path,
                                                       monkeypatch) -> None:
-    from localembed import store
+    from localembed.models import store
 
     reads: list[Path] = []
     real = inspect_module.read_header

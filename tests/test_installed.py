@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from localembed import __version__
-from localembed.starter import STARTER_FILE
+from localembed.models.starter import STARTER_FILE
 from tests.conftest import ARTIFACTS, ROOT, health, screenshot, wait_for_icon
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from localembed.cli import cli
-from localembed.instances import ServerEntry, live_servers, register, servers_dir
-from localembed.settings import ServerConfig
+from localembed.config.instances import ServerEntry, live_servers, register, servers_dir
+from localembed.config.settings import ServerConfig
 from tests.conftest import call, install_model
 from tests.test_serve_cli import start_serve
 

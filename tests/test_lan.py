@@ -19,9 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from localembed.addresses import ADDRESS_RECHECK, interface_addresses, machine_names
+from localembed.config.network import (
+    ADDRESS_RECHECK,
+    interface_addresses,
+    machine_names,
+    reachable_urls,
+)
+from localembed.config.settings import ServerConfig
 from localembed.server.security import host_allowed
-from localembed.settings import ServerConfig, reachable_urls
 from tests.conftest import running
 from tests.test_serve_cli import start_serve
 

@@ -15,7 +15,7 @@ import pytest
 
 from localembed.engine import Engine
 from localembed.engine.core import resident_bytes
-from localembed.synthetic import REAL_VOCAB
+from localembed.testing.synthetic import REAL_VOCAB
 from tests.reference_qwen3 import ReferenceQwen3
 
 

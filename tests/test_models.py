@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from localembed import catalog
 from localembed.cli import cli
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
+from localembed.models import catalog
 from tests.conftest import call, install_model, running
 from tests.hub import StandInHub
 
@@ -207,7 +207,7 @@ def test_switching_models_while_16_clients_embed(synthetic, app_home: Path) -> N
 
 
 def test_idle_models_are_unloaded_after_keep_alive(synthetic, app_home: Path) -> None:
-    from localembed.registry import Registry
+    from localembed.service.registry import Registry
 
     install_model(app_home, "extra", synthetic("gemma-embedding"))
     registry = Registry(str(synthetic("bert")), keep_alive=0.5)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, ModelLoadError, NonFiniteOutput
-from localembed.ggufheader import read_header
-from localembed.settings import ServerConfig
+from localembed.gguf.header import read_header
 from tests.conftest import call, install_model, running
 
 POISON = "water"  # a word of the synthetic vocabulary whose embedding row is made NaN

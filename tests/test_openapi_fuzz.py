@@ -16,7 +16,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
 from tests.conftest import running
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localembed.starter import STARTER_SHA256, starter_path
+from localembed.models.starter import STARTER_SHA256, starter_path
 from tests.conftest import ROOT
 
 HEAVY = {"torch", "transformers", "sentence-transformers", "triton", "scipy", "scikit-learn"}

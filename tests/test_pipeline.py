@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from localembed.settings import ServerConfig
-from localembed.synthetic import ARCHITECTURES
+from localembed.config.settings import ServerConfig
+from localembed.testing.synthetic import ARCHITECTURES
 
 
 def vector(client, body: dict) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def test_ollama_keep_alive_zero_unloads_the_model_after_the_request(app_factory,
     registry = client.application.extensions["localembed"].registry
     import shutil
 
-    from localembed.settings import models_dir
+    from localembed.config.paths import models_dir
 
     shutil.copy(other, models_dir() / "other.gguf")
     response = client.post("/api/embed", json={"model": "other", "input": "a",
@@ -55,7 +55,7 @@ def test_ollama_keep_alive_zero_unloads_the_model_after_the_request(app_factory,
 def test_ollama_keep_alive_duration_unloads_after_it_expires(app_factory, synthetic) -> None:
     import shutil
 
-    from localembed.settings import models_dir
+    from localembed.config.paths import models_dir
 
     client = app_factory(ServerConfig(), "bert")
     registry = client.application.extensions["localembed"].registry

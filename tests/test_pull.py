@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from localembed import catalog
-from localembed.catalog import CatalogEntry
-from localembed.pull import CHUNK_SIZE, PullCancelled, PullError, PullTask, pull
+from localembed.models import catalog
+from localembed.models.catalog import CatalogEntry
+from localembed.models.pull import CHUNK_SIZE, PullCancelled, PullError, PullTask, pull
 from tests.hub import StandInHub
 
 ENTRY = catalog.lookup("qwen3-embedding-0.6b-f16")  # unpinned: verified against the hub's sha
@@ -114,7 +114,7 @@ def test_a_pinned_checksum_that_the_hub_contradicts_is_refused(
 
 def test_not_enough_disk_space_refuses_before_downloading(
         hub: StandInHub, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("localembed.pull.disk_free", lambda _path: 1_000_000)
+    monkeypatch.setattr("localembed.models.pull.disk_free", lambda _path: 1_000_000)
     with pytest.raises(PullError, match="not enough disk space"):
         pull(ENTRY.id, endpoint=hub.url)
     assert hub.bytes_sent == 0 and hub.gets == []

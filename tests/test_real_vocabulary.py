@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from localembed.engine import EmbedOptions, Engine, RerankOptions
-from localembed.families import FAMILIES, WEB_SEARCH_INSTRUCTION
+from localembed.engine.families import FAMILIES, WEB_SEARCH_INSTRUCTION
 from tests.llama_convert import convert, qwen_tokenizer_files
 
 # Texts whose ends merge with what follows them in a byte-level BPE: punctuation, spaces,

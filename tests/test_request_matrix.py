@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
 
 MAX_INPUTS = 4
 MAX_TOKENS = 300

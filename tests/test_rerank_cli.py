@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from localembed import catalog
 from localembed.cli import cli
 from localembed.engine import Engine, InputError, RerankOptions, WrongModelKind
-from localembed.pull import PullTask, pull
+from localembed.models import catalog
+from localembed.models.pull import PullTask, pull
 from tests.conftest import install_model
 from tests.hub import StandInHub
 

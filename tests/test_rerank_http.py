@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import RerankOptions
-from localembed.settings import ServerConfig
 from tests.conftest import call, running
 
 QUERY = "how deep is the sea"

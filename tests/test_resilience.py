@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, Overloaded
-from localembed.settings import ServerConfig
-from localembed.starter import starter_path
+from localembed.models.starter import starter_path
 from tests.conftest import call, running, wait_until
 
 LONG = "the river carries silt to the sea and farmers settle on the delta " * 40
@@ -206,7 +206,7 @@ def test_a_30_mb_text_with_truncation_off_is_refused_quickly(starter_engine) -> 
 
 def test_a_pull_that_fails_in_setup_ends_failed_and_can_be_retried(app_home: Path,
                                                                    monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from localembed.pull import PullManager
+    from localembed.models.pull import PullManager
 
     app_home.parent.mkdir(parents=True, exist_ok=True)
     app_home.write_text("a file where the home folder should be")
@@ -220,7 +220,7 @@ def test_a_pull_that_fails_in_setup_ends_failed_and_can_be_retried(app_home: Pat
 
 def test_a_failed_switch_on_a_read_only_home_does_not_switch(app_factory, synthetic,
                                                              app_home: Path) -> None:
-    from localembed.settings import models_dir
+    from localembed.config.paths import models_dir
 
     client = app_factory()
     shutil_copy(synthetic("gemma-embedding"), models_dir() / "other.gguf")
@@ -249,7 +249,7 @@ def test_import_checks_free_space_and_leaves_nothing(client, synthetic, app_home
 
 def test_a_loaded_model_whose_file_vanished_is_listed_and_can_be_unloaded(
         app_factory, synthetic) -> None:
-    from localembed.settings import models_dir
+    from localembed.config.paths import models_dir
 
     client = app_factory()
     path = models_dir() / "fleeting.gguf"
@@ -273,7 +273,7 @@ def test_management_routes_refuse_other_local_browser_origins(client) -> None:
 
 
 def test_event_streams_are_capped_and_end_with_the_pull(client) -> None:
-    from localembed.pull import PullTask
+    from localembed.models.pull import PullTask
     from localembed.server import manage
 
     pulls = client.application.extensions["localembed"].pulls
@@ -293,7 +293,7 @@ def test_event_streams_are_capped_and_end_with_the_pull(client) -> None:
 
 
 def test_binding_beyond_loopback_generates_and_stores_an_api_key(app_home: Path) -> None:
-    from localembed.settings import ServerConfig, load_config, require_key_off_loopback
+    from localembed.config.settings import ServerConfig, load_config, require_key_off_loopback
 
     config = ServerConfig(host="0.0.0.0")
     notice = require_key_off_loopback(config)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from localembed.settings import DEFAULT_PORT, load_config
+from localembed.config.settings import DEFAULT_PORT, load_config
 
 
 def start_serve(*args: str, home: Path, command: tuple[str, ...] = ("serve",)

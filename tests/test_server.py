@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
 from tests.conftest import call, running
 
 
@@ -249,9 +249,9 @@ def test_token_ids_as_the_models_own(starter_gguf) -> None:
 @pytest.fixture(scope="module")
 def starter_client():
     """The API over the shipped starter model, through flask's test client (no socket)."""
-    from localembed.registry import Registry
+    from localembed.models.starter import starter_path
     from localembed.server import create_app
-    from localembed.starter import starter_path
+    from localembed.service.registry import Registry
 
     registry = Registry(str(starter_path()))
     yield create_app(ServerConfig(), registry).test_client()

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from localembed.config.settings import ServerConfig
 from localembed.server.serving import HEADER_DEADLINE, MAINTENANCE_INTERVAL
-from localembed.settings import ServerConfig
 from tests.conftest import running
 
 FLOOD = 1000

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from localembed import catalog
+from localembed.models import catalog
 from tests.conftest import call, install_model
 from tests.hub import StandInHub
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localembed import tokenids
-from localembed.tokenids import CL100K_SHA256, local_cl100k
+from localembed.dialects import tokenids
+from localembed.dialects.tokenids import CL100K_SHA256, local_cl100k
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "localembed" / "bundled" / "cl100k_base.tiktoken"

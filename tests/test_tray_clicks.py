@@ -316,9 +316,9 @@ class StoppingFailsIcon:
 
 
 def gtk_tray(bare_display: tuple[str, list], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from localembed.config.settings import ServerConfig
     from localembed.desktop.controller import AppController
     from localembed.desktop.tray import Tray
-    from localembed.settings import ServerConfig
 
     monkeypatch.setenv("DISPLAY", bare_display[0])
     import gc

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from localembed import catalog
-from localembed.settings import ServerConfig
+from localembed.config.settings import ServerConfig
+from localembed.models import catalog
 from tests.conftest import call, running, watched_page
 from tests.hub import StandInHub
 

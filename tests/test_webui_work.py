@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from localembed import catalog
-from localembed.settings import ServerConfig
-from localembed.starter import starter_path
+from localembed.config.settings import ServerConfig
+from localembed.models import catalog
+from localembed.models.starter import starter_path
 from tests.conftest import call, install_model, running, wait_until, watched_page
 from tests.hub import StandInHub
 

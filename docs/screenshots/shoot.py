@@ -16,9 +16,9 @@ os.environ["LOCALEMBED_HOME"] = home
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from localembed.settings import ServerConfig  # noqa: E402
-from localembed.starter import starter_path  # noqa: E402
-from localembed.synthetic import write_model  # noqa: E402
+from localembed.config.settings import ServerConfig  # noqa: E402
+from localembed.models.starter import starter_path  # noqa: E402
+from localembed.testing.synthetic import write_model  # noqa: E402
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, install_model, running  # noqa: E402
 
 models = Path(home) / "models"

@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 from msgspec.structs import replace
 
-from localembed import instances
+from localembed.config import instances
+from localembed.config.network import local_url
+from localembed.config.settings import ServerConfig, save_setting
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
-from localembed.settings import ServerConfig, local_url, save_setting
 
 log = logging.getLogger("localembed.app")
 
@@ -46,8 +47,8 @@ class AppController:
 
     def start(self) -> None:
         """Load the model and start serving; the port falls back to a free one if taken."""
-        from localembed.registry import Registry
         from localembed.server import create_app
+        from localembed.service.registry import Registry
 
         self._set("loading", "loading the model")
         try:
@@ -139,7 +140,7 @@ class AppController:
         self.pause() if self.status == "ready" else self.resume()
 
     def models(self) -> list[str]:
-        from localembed.store import installed
+        from localembed.models.store import installed
 
         return installed()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from localembed.settings import home_dir
+from localembed.config.paths import home_dir
 
 
 class Instance:

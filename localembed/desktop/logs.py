@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from localembed.settings import APP_NAME, HOME_ENV, home_dir
+from localembed.config.paths import APP_NAME, HOME_ENV, home_dir
 
 
 def logs_dir() -> Path:

@@ -18,11 +18,12 @@ import webbrowser
 from collections.abc import Callable
 
 from localembed import __version__
+from localembed.config.paths import home_dir
+from localembed.config.settings import load_config, require_key_off_loopback
 from localembed.desktop import logs
 from localembed.desktop.controller import AppController
 from localembed.desktop.instance import Instance
 from localembed.desktop.tray import Tray, TrayUnavailable
-from localembed.settings import home_dir, load_config, require_key_off_loopback
 
 
 class AppError(RuntimeError):

@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from localembed.dialects.common import PositiveInt
-from localembed.encoding import OUTPUT_DTYPES, encode_base64, quantize
+from localembed.dialects.encoding import OUTPUT_DTYPES, encode_base64, quantize
 from localembed.engine import EmbedOptions, InputError
-from localembed.service import Embedded, EmbedRequest
+from localembed.service.execute import Embedded, EmbedRequest
 
 INPUT_TYPES = {"search_query": "query", "search_document": "document",
                "classification": "classification", "clustering": "clustering"}

@@ -16,7 +16,7 @@ from localembed.dialects.common import (
     Usage,
 )
 from localembed.engine import EmbedOptions, InputError
-from localembed.service import Compared, CompareRequest, matrix_request, similarity_request
+from localembed.service.execute import Compared, CompareRequest, matrix_request, similarity_request
 
 
 class SimilarityRequest(EmbedFields, kw_only=True):

@@ -18,7 +18,7 @@ import msgspec
 
 from localembed.dialects.common import PositiveInt
 from localembed.engine import EmbedOptions, InputError
-from localembed.service import EmbedRequest
+from localembed.service.execute import EmbedRequest
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

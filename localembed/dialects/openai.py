@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from localembed.dialects.common import EmbedFields, PositiveInt
-from localembed.encoding import (
+from localembed.dialects.encoding import (
     EMBED_DTYPES,
     ENCODING_FORMATS,
     ENDIANNESS,
@@ -26,8 +26,8 @@ from localembed.encoding import (
     rounded_to,
 )
 from localembed.engine import EmbedOptions, InputError
-from localembed.families import Family
-from localembed.service import Embedded, EmbedRequest, Service
+from localembed.engine.families import Family
+from localembed.service.execute import Embedded, EmbedRequest, Service
 
 # A token-id decoder (tiktoken's cl100k_base), or None when ids are the model's own.
 Decoder = Callable[[Sequence[int]], str]

@@ -38,7 +38,7 @@ from localembed.dialects.cohere import CohereApiVersion
 from localembed.dialects.common import Usage
 from localembed.dialects.local import ScoreItem, ScoreResponse
 from localembed.engine import Engine, InputError, RerankOptions, RerankResult
-from localembed.service import CompareRequest, Service
+from localembed.service.execute import CompareRequest, Service
 
 Query = Annotated[str, msgspec.Meta(min_length=1, description="The text to rank against.")]
 Instruction = Annotated[str, msgspec.Meta(

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from localembed.engine.histogram import Histogram
 from localembed.engine.llama import LlamaRunner
-from localembed.histogram import Histogram
 
 # What one decode held: how well batching packs requests together, visible in /metrics.
 SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

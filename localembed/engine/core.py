@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
+from localembed.engine.families import TaskError, canonical_task
 from localembed.engine.framing import PairTemplate, fit
 from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
 from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.postprocess import finish
 from localembed.engine.probe import check_model, repack_allowed
-from localembed.families import TaskError, canonical_task
 
 TRUNCATE_MODES = ("end", "start", "none")
 CHARS_PER_TOKEN = 128  # a generous bound on how many characters one token covers

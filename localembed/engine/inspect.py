@@ -4,7 +4,7 @@ llama.cpp aborts the whole process on some malformed inputs and silently mis-com
 (an EmbeddingGemma file without its dense layers), so everything that can be checked from the
 file's header is checked here, in Python, where a bad file becomes a clear exception.
 
-Only the header is read (``localembed.ggufheader``): the vocabulary's arrays are stepped over,
+Only the header is read (``localembed.gguf.header``): the vocabulary's arrays are stepped over,
 so inspecting a model takes milliseconds whatever its vocabulary size.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import gguf
 
-from localembed.families import Family, family_for
-from localembed.ggufheader import GGUFHeader, GGUFHeaderError, read_header
-from localembed.ggufwrite import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
+from localembed.engine.families import Family, family_for
+from localembed.gguf.header import GGUFHeader, GGUFHeaderError, read_header
+from localembed.gguf.writer import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
 
 # llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 POOLING_NAMES = {int(p): p.name.lower() for p in gguf.PoolingType}

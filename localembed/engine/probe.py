@@ -140,7 +140,7 @@ _key_locks: dict[str, threading.Lock] = {}
 
 
 def _cache_file() -> Path:
-    from localembed.settings import home_dir
+    from localembed.config.paths import home_dir
 
     return home_dir() / "cache" / "probes.json"
 
@@ -297,7 +297,7 @@ def _run_model(info: GGUFInfo, options: RunnerOptions) -> None:
 def _kernels() -> None:
     """Small models in each quantization llama.cpp repacks, loaded with repacking and run."""
     from localembed.engine.inspect import inspect_gguf
-    from localembed.ggufwrite import write_kernel_check_model
+    from localembed.gguf.writer import write_kernel_check_model
 
     with tempfile.TemporaryDirectory(prefix="localembed-kernels-") as tmp:
         for dtype in ("q8_0", "q4_0"):

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, Response, g, request
 
 from localembed import __version__
-from localembed.registry import Registry
+from localembed.config.settings import ServerConfig
+from localembed.dialects.tokenids import Decoder, local_cl100k
 from localembed.server import cohere, manage, ollama, openai, rerank, security, webui
 from localembed.server.errors import register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
 from localembed.server.serving import Server, make_waitress_server
 from localembed.server.state import ServerState, state
-from localembed.settings import ServerConfig
-from localembed.tokenids import Decoder, local_cl100k
+from localembed.service.registry import Registry
 
 log = logging.getLogger("localembed.server")
 

@@ -19,8 +19,8 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from localembed.engine import EngineClosed, InputError, ModelLoadError, NonFiniteOutput, Overloaded
-from localembed.service import RequestAbandoned, RequestTimeout
-from localembed.store import ModelNotFound, StoreError
+from localembed.models.store import ModelNotFound, StoreError
+from localembed.service.execute import RequestAbandoned, RequestTimeout
 
 log = logging.getLogger("localembed.server")
 

@@ -13,17 +13,13 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from localembed.catalog import listing
-from localembed.convert import ConversionError
+from localembed.config.settings import save_setting
 from localembed.dialects import manage
 from localembed.engine.inspect import ModelLoadError
-from localembed.pull import PullError
-from localembed.server.body import body, client_gone, reply
-from localembed.server.errors import APIError
-from localembed.server.openai import model_card
-from localembed.server.state import state
-from localembed.settings import save_setting
-from localembed.store import (
+from localembed.models.catalog import listing
+from localembed.models.convert import ConversionError
+from localembed.models.pull import PullError
+from localembed.models.store import (
     ModelNotFound,
     StoreError,
     check_id,
@@ -32,6 +28,10 @@ from localembed.store import (
     removal,
     valid_id,
 )
+from localembed.server.body import body, client_gone, reply
+from localembed.server.errors import APIError
+from localembed.server.openai import model_card
+from localembed.server.state import state
 
 bp = Blueprint("manage", __name__)
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from localembed.engine import Engine
-from localembed.histogram import Histogram
+from localembed.engine.histogram import Histogram
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -9,9 +9,9 @@ from flask import Blueprint, Response
 
 from localembed import __version__
 from localembed.dialects import ollama
+from localembed.models.store import describe, installed
 from localembed.server.body import body, client_gone, reply
 from localembed.server.state import state
-from localembed.store import describe, installed
 
 bp = Blueprint("ollama", __name__)
 

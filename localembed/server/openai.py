@@ -9,10 +9,10 @@ import time
 from flask import Blueprint, Response
 
 from localembed.dialects import local, openai, rerank
+from localembed.models.store import describe, installed
 from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import APIError
 from localembed.server.state import state
-from localembed.store import describe, installed
 
 bp = Blueprint("openai", __name__)
 

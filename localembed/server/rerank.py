@@ -9,10 +9,10 @@ from flask import Blueprint, Response, request
 from localembed.dialects import rerank
 from localembed.dialects.common import decode
 from localembed.engine import Engine, InputError
+from localembed.models.store import describe, installed
 from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import use_error_shape
 from localembed.server.state import state
-from localembed.store import describe, installed
 
 bp = Blueprint("rerank", __name__)
 

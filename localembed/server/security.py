@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from localembed.addresses import is_wildcard, machine_names, names_this_server
+from localembed.config.network import is_wildcard, machine_names, names_this_server
+from localembed.config.settings import ServerConfig
 from localembed.server.errors import APIError
-from localembed.settings import ServerConfig
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Liveness checks and the playground's static files (no data in them) never need the key;

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from localembed.config.settings import ServerConfig
+from localembed.dialects.tokenids import MODEL_MODE, UNAVAILABLE, Decoder
 from localembed.engine import InputError
-from localembed.pull import PullManager
-from localembed.registry import Registry
+from localembed.models.pull import PullManager
 from localembed.server.metrics import Metrics
-from localembed.service import Limits, Service
-from localembed.settings import ServerConfig
-from localembed.tokenids import MODEL_MODE, UNAVAILABLE, Decoder
+from localembed.service.execute import Limits, Service
+from localembed.service.registry import Registry
 
 
 @dataclass

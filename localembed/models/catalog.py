@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from localembed.starter import STARTER_ID
+from localembed.models.starter import STARTER_ID
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def is_builtin(name: str) -> bool:
 def listing(installed: set[str]) -> list[dict]:
     """Every model the catalog offers, the built-in starter first, as the CLI's `ls --catalog`
     and the web UI's GET /v1/catalog both show them (one list, so they cannot disagree)."""
-    from localembed.starter import starter_path
+    from localembed.models.starter import starter_path
 
     starter = starter_path()
     rows: list[dict] = [{

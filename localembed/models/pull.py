@@ -30,9 +30,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from localembed.catalog import CatalogEntry, Source, is_builtin, lookup
-from localembed.settings import models_dir
-from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
+from localembed.config.paths import models_dir
+from localembed.models.catalog import CatalogEntry, Source, is_builtin, lookup
+from localembed.models.starter import STARTER_ID, StarterMissing, ensure_starter
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DISK_MARGIN = 64 * 1024 * 1024

@@ -19,10 +19,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import EmbeddingResult, EmbedOptions, Engine, EngineClosed, InputError
 from localembed.engine.core import Input, similarity_options
-from localembed.registry import Registry
-from localembed.settings import ServerConfig
+from localembed.service.registry import Registry
 
 
 class RequestTimeout(TimeoutError):

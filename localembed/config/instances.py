@@ -18,7 +18,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from localembed.settings import home_dir, local_url
+from localembed.config.network import local_url
+from localembed.config.paths import home_dir
 
 SERVERS_DIR = "servers"
 

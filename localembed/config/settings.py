@@ -1,38 +1,18 @@
-"""Where localembed keeps its files.
+"""What ``localembed serve`` can be told, and where each value comes from.
 
-One function decides the home directory so that tests (and users with unusual setups) can move
-everything at once with ``LOCALEMBED_HOME``; nothing else in the package hard-codes a path.
+``ServerConfig``'s annotations are the validation rules: config.json, ``LOCALEMBED_*`` variables
+and command-line options are all checked against them, one clear line per bad value.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import platformdirs
 
-APP_NAME = "localembed"
-HOME_ENV = "LOCALEMBED_HOME"
-
-
-def home_dir() -> Path:
-    """The app's data directory: ``$LOCALEMBED_HOME`` or the platform's user data dir."""
-    override = os.environ.get(HOME_ENV)
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
-def models_dir() -> Path:
-    """Directory holding model files; created on first use."""
-    path = home_dir() / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
+from localembed.config.paths import config_path, write_private
 
 DEFAULT_HOST = "127.0.0.1"
 # Our own port: not Ollama's 11434, LM Studio's 1234, llama.cpp's 8080 or Jan's 1337.
@@ -40,7 +20,6 @@ DEFAULT_PORT = 8642
 # A request waiting for its vectors holds an HTTP thread, so this many callers at once can
 # share one decode; idle threads cost next to nothing.
 DEFAULT_HTTP_THREADS = 64
-CONFIG_FILE = "config.json"
 
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -101,27 +80,6 @@ def require_key_off_loopback(config: ServerConfig) -> str | None:
     return (f"{config.host} is reachable from the network, so an API key is required. "
             f"Generated one: {config.api_key}\n  (stored in {config_path()}; clients send "
             "'Authorization: Bearer <key>')")
-
-
-def reachable_urls(host: str, port: int) -> list[str]:
-    """The URLs other machines can use for a server bound to ``host`` (wildcards expanded to
-    this machine's interface addresses), loopback first."""
-    from localembed.addresses import reachable_addresses
-
-    return [local_url(a, port) for a in reachable_addresses(host)]
-
-
-def local_url(host: str, port: int) -> str:
-    """The URL a client on this machine uses for a server bound to ``host``:``port``."""
-    if host in ("0.0.0.0", ""):  # bound to every IPv4 interface: loopback reaches it
-        host = "127.0.0.1"
-    elif host == "::":  # waitress binds "::" IPv6-only, so 127.0.0.1 would not reach it
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def config_path() -> Path:
-    return home_dir() / CONFIG_FILE
 
 
 def _check(name: str, value: object, source: str) -> tuple[object, str | None]:
@@ -186,29 +144,3 @@ def save_setting(name: str, value: object) -> None:
     data[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, json.dumps(data, indent=2))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` whole or not at all, readable by its owner only.
-
-    config.json holds the API key, so it is never world-readable, not even for the moment
-    between creating and restricting it (mkstemp creates the file 0600). A failed write (a
-    full disk, a read-only home) removes its temporary file, leaves ``path`` as it was, and
-    names ``path`` in the error: a failed write() reports no file name of its own.
-    """
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())  # a full disk may only say so here
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,9 +12,10 @@ import ctypes
 import threading
 import time
 
+from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, RunnerOptions
-from localembed.settings import ServerConfig
-from localembed.store import ModelNotFound, StoreError, default_model_id, resolve
+from localembed.models.defaults import default_model_id
+from localembed.models.store import ModelNotFound, StoreError, resolve
 
 
 def release_freed_memory() -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from localembed.ggufwrite import add_matrix, file_type
+from localembed.gguf.writer import add_matrix, file_type
 
 ARCHITECTURES = ("bert", "qwen3", "gemma-embedding")
 # The published models' vocabulary sizes (llama.cpp's n_vocab): all-MiniLM-L6-v2,

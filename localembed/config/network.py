@@ -116,3 +116,18 @@ def reachable_addresses(bind_host: str) -> list[str]:
     addresses.add(ipaddress.ip_address("::1" if version == 6 else "127.0.0.1"))
     ordered = sorted(addresses, key=lambda a: (not a.is_loopback, a.packed))
     return [str(a) for a in ordered]
+
+
+def reachable_urls(host: str, port: int) -> list[str]:
+    """The URLs other machines can use for a server bound to ``host`` (wildcards expanded to
+    this machine's interface addresses), loopback first."""
+    return [local_url(a, port) for a in reachable_addresses(host)]
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for a server bound to ``host``:``port``."""
+    if host in ("0.0.0.0", ""):  # bound to every IPv4 interface: loopback reaches it
+        host = "127.0.0.1"
+    elif host == "::":  # waitress binds "::" IPv6-only, so 127.0.0.1 would not reach it
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -20,7 +20,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from localembed.ggufwrite import (
+from localembed.gguf.writer import (
     DTYPES,
     MAX_SEQ_LENGTH_KEY,
     SEGMENT_B_KEY,

@@ -19,16 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localembed.catalog import CATALOG, STARTER, lookup
-from localembed.settings import models_dir
-from localembed.starter import STARTER_ID, StarterMissing, ensure_starter
+from localembed.config.paths import models_dir
+from localembed.models.catalog import STARTER, lookup
+from localembed.models.defaults import default_model_id
+from localembed.models.starter import STARTER_ID, StarterMissing, ensure_starter
 
 if TYPE_CHECKING:
-    from localembed.convert import BertFolder
+    from localembed.models.convert import BertFolder
 
 DISK_MARGIN = 64 * 1024 * 1024  # room left free after an import, as after a pull
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-RECOMMENDED = next(e.id for e in CATALOG if e.recommended)
 
 
 class ModelNotFound(LookupError):
@@ -61,14 +61,6 @@ def installed() -> list[str]:
     ids.add(STARTER_ID)
     return sorted(ids)
 
-
-def default_model_id(configured: str | None = None) -> str:
-    """The configured model, else the recommended one once pulled, else the starter."""
-    if configured:
-        return configured
-    if (models_dir() / f"{RECOMMENDED}.gguf").exists():
-        return RECOMMENDED
-    return STARTER_ID
 
 
 def resolve(name: str | None, allow_path: bool = False) -> tuple[str, Path]:
@@ -171,7 +163,7 @@ def _import_source(src: Path) -> BertFolder | None:
     once rather than after stating every file beneath it; a path that cannot be read is a
     clear refusal too, not an I/O error.
     """
-    from localembed.convert import inspect_folder
+    from localembed.models.convert import inspect_folder
 
     try:
         if src.is_dir():
@@ -188,10 +180,10 @@ def _import_source(src: Path) -> BertFolder | None:
 def import_model(source: str | os.PathLike[str], model_id: str | None = None,
                  progress: Callable[[str], None] | None = None) -> str:
     """Install a .gguf file (validated, probed) or convert a sentence-transformers folder."""
-    from localembed.convert import convert_folder
     from localembed.engine.inspect import inspect_gguf
     from localembed.engine.llama import RunnerOptions
     from localembed.engine.probe import check_model
+    from localembed.models.convert import convert_folder
 
     src = Path(source).expanduser()
     folder = _import_source(src)
