@@ -10,11 +10,11 @@ from localembed.engine.core import (
     RerankResult,
     WrongModelKind,
 )
-from localembed.engine.inspect import GGUFInfo, ModelLoadError, inspect_gguf
+from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError, inspect_gguf
 from localembed.engine.llama import RunnerOptions, gpu_backend
 
 __all__ = [
     "EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "GGUFInfo", "InputError",
-    "ModelLoadError", "NonFiniteOutput", "Overloaded", "RerankOptions", "RerankResult",
+    "Kind", "ModelLoadError", "NonFiniteOutput", "Overloaded", "RerankOptions", "RerankResult",
     "RunnerOptions", "WrongModelKind", "gpu_backend", "inspect_gguf",
 ]

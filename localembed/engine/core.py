@@ -22,7 +22,13 @@ import numpy as np
 from localembed.engine.batcher import Batcher, EngineClosed
 from localembed.engine.families import TaskError, canonical_task
 from localembed.engine.framing import PairTemplate, fit
-from localembed.engine.inspect import POOLING_NAMES, GGUFInfo, ModelLoadError, inspect_gguf
+from localembed.engine.inspect import (
+    POOLING_NAMES,
+    GGUFInfo,
+    Kind,
+    ModelLoadError,
+    inspect_gguf,
+)
 from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.postprocess import finish
 from localembed.engine.probe import check_model, repack_allowed
@@ -169,7 +175,7 @@ class Engine:
             head += 1
         self._head = empty[:head]
         self._tail = empty[head:]
-        if self.family.eos_last and self.kind == "embedding":
+        if self.family.eos_last and self.kind == Kind.EMBEDDING:
             final = self._final_token()
             if self._tail[-1:] != [final]:
                 # The GGUF's own EOS (added by its tokenizer flags) gives way to the right one.
@@ -208,14 +214,13 @@ class Engine:
         return self.runner.backend or "cpu"
 
     @property
-    def kind(self) -> str:
-        """"embedding" or "reranker"."""
+    def kind(self) -> Kind:
         return self.info.kind
 
     @property
     def score_type(self) -> str | None:
         """How a reranker's scores read (see RerankResult); None for embedding models."""
-        if self.kind != "reranker":
+        if self.kind != Kind.RERANKER:
             return None
         return "probability" if self.runner.dimensions > 1 else "sigmoid"
 
@@ -230,9 +235,9 @@ class Engine:
             "architecture": self.info.arch,
             "family": self.family.name,
             "pooling": POOLING_NAMES.get(self.info.pooling, "unknown"),
-            "dimensions": self.dimensions if self.kind == "embedding" else None,
+            "dimensions": self.dimensions if self.kind == Kind.EMBEDDING else None,
             "matryoshka_dimensions": (self.family.dimensions(self.dimensions)
-                                      if self.kind == "embedding" else None),
+                                      if self.kind == Kind.EMBEDDING else None),
             "context_length": self.info.context,
             "max_seq_length": self.info.max_seq_length,
             "max_tokens": self.max_tokens,
@@ -247,7 +252,7 @@ class Engine:
             "flash_attn": self.runner.flash_attn,
             "repack": self.runner.repack,
             "load_note": self.load_note,
-            "prompts": self.family.has_prompts if self.kind == "embedding"
+            "prompts": self.family.has_prompts if self.kind == Kind.EMBEDDING
             else self.family.rerank_template is not None,
         }
 
@@ -369,7 +374,7 @@ class Engine:
         (including one over ``max_total_tokens`` in all) fails at once and never reaches the
         worker.
         """
-        self._require("embedding")
+        self._require(Kind.EMBEDDING)
         dimensions = self._check(options)
         with self._open():
             sequences = [self._prepare(item, options, i) for i, item in enumerate(inputs)]
@@ -434,10 +439,10 @@ class Engine:
 
     # -- reranking -----------------------------------------------------------------------------
 
-    def _require(self, kind: str) -> None:
+    def _require(self, kind: Kind) -> None:
         if self.kind == kind:
             return
-        if kind == "embedding":
+        if kind == Kind.EMBEDDING:
             raise WrongModelKind(f"{self.id} is a reranker: it scores documents against a "
                                  "query (rerank) and makes no embeddings; choose an embedding "
                                  "model for embeddings")
@@ -471,7 +476,7 @@ class Engine:
     def prepare_pair(self, query: str, document: str,
                      options: RerankOptions = RerankOptions()) -> list[int]:
         """The exact tokens the reranker sees for one (query, document) pair."""
-        self._require("reranker")
+        self._require(Kind.RERANKER)
         with self._open():
             template = self._pair_template(options)
             query = self._check_query(template, query, options)
@@ -532,7 +537,7 @@ class Engine:
 
         Pairs are tokenized here and decoded by the same workers, packed with any other work.
         """
-        self._require("reranker")
+        self._require(Kind.RERANKER)
         if not documents:
             raise InputError("documents must hold at least one document", param="documents")
         with self._open():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import gguf
@@ -23,6 +24,18 @@ from localembed.gguf.writer import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
 
 # llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 POOLING_NAMES = {int(p): p.name.lower() for p in gguf.PoolingType}
+
+
+class Kind(str, Enum):
+    """What a model answers: vectors (``/v1/embeddings``) or a relevance score per (query,
+    document) pair (``/v1/rerank``). Decided from the file (rank pooling makes a reranker), so
+    every list, check and error names the same two kinds; a ``str`` so it is its own JSON."""
+
+    EMBEDDING = "embedding"
+    RERANKER = "reranker"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ModelLoadError(Exception):
@@ -46,7 +59,7 @@ class GGUFInfo:
     # max_seq_length), when it is shorter than the position table; None if not recorded.
     max_seq_length: int | None = None
     vocab_size: int | None = None  # tokens in the vocabulary (None: not recorded)
-    kind: str = "embedding"  # or "reranker" (rank pooling: one relevance score per pair)
+    kind: Kind = Kind.EMBEDDING
     rerank_template: str | None = None  # the GGUF's own pair prompt ({query}, {document})
     tokenizer_pre: str | None = None  # the pre-tokenizer llama.cpp applies ("qwen2", ...)
     # A cross-encoder converted by localembed: the document's token ids are shifted by this
@@ -65,7 +78,7 @@ class GGUFInfo:
             "pooling": self.pooling, "context": self.context, "hidden": self.hidden,
             "file_type": self.file_type, "size": self.size,
             "max_seq_length": self.max_seq_length, "vocab_size": self.vocab_size,
-            "kind": self.kind, "rerank_template": self.rerank_template,
+            "kind": self.kind.value, "rerank_template": self.rerank_template,
             "tokenizer_pre": self.tokenizer_pre, "segment_b_offset": self.segment_b_offset,
         })
 
@@ -73,6 +86,7 @@ class GGUFInfo:
     def from_json(cls, text: str) -> GGUFInfo:
         """The description ``to_json`` wrote, without opening the file again."""
         data = json.loads(text)
+        data["kind"] = Kind(data["kind"])
         return cls(path=Path(data.pop("path")), family=family_for(data["arch"]), **data)
 
 
@@ -136,12 +150,12 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     if pooling in (None, gguf.PoolingType.NONE):
         pooling = (family.default_pooling if family.default_pooling is not None
                    else int(gguf.PoolingType.MEAN))
-    kind = "embedding"
+    kind = Kind.EMBEDDING
     if pooling == gguf.PoolingType.RANK:
         reranker_problem = rerank_head_problem(path.name, arch, header, tensor_names)
         if reranker_problem is not None:
             raise ModelLoadError(reranker_problem)
-        kind = "reranker"
+        kind = Kind.RERANKER
     if family.required_tensors:
         problem = family.tensor_problem(path.name, tensor_names)
         if problem is not None:

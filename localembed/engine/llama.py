@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from llama_cpp._internals import LlamaModel  # noqa: E402
 from llama_cpp._logger import set_verbose  # noqa: E402
 
-from localembed.engine.inspect import GGUFInfo, ModelLoadError  # noqa: E402
+from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError  # noqa: E402
 from localembed.engine.wordpiece import WordPiece  # noqa: E402
 
 _GPU_LIBS = {"cuda": "ggml-cuda", "metal": "ggml-metal", "vulkan": "ggml-vulkan",
@@ -298,7 +298,7 @@ class LlamaRunner:
         # ~1.5e-3 from an exact forward pass and made a cross-encoder's score depend on its
         # batch-mates by ~2e-3. The cost is attention's share of the compute (small for real
         # model widths).
-        reranker = info.kind == "reranker"
+        reranker = info.kind == Kind.RERANKER
         self.flash_attn = options.flash_attn and not reranker
         self.repack = bool(options.repack)  # None (undecided) is the safe choice: no repacking
         # The model is loaded through llama.cpp's own parameters rather than ``Llama``, which
