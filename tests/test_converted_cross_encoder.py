@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from localembed.engine import ModelLoadError
+from localembed.engine import Kind, ModelLoadError
 from localembed.engine.inspect import inspect_gguf
 from localembed.gguf.header import read_header
 from localembed.models.store import describe
-from tests.conftest import install_model
+from tests.fixtures.models import install_model
 from tests.llama_convert import convert
 
 REASON = "is a BERT cross-encoder (a reranker) with 2 token types"
@@ -91,7 +91,7 @@ def test_rerank_with_it_names_the_reason_not_the_wrong_kind(converted: Path) -> 
 
 def test_an_installed_copy_is_listed_with_the_reason(converted: Path, app_home: Path) -> None:
     install_model(app_home, "cross", converted)
-    assert REASON in describe("cross")["error"]
+    assert REASON in describe("cross").error
 
 
 # -- our converter keeps what llama.cpp's drops ---------------------------------------------------
@@ -151,4 +151,4 @@ def test_import_of_a_cross_encoder_folder_installs_a_reranker(checkpoint: Path,
                              "--id", "cross"], capture_output=True, text=True, timeout=300,
                             env=os.environ.copy())
     assert result.returncode == 0, result.stderr
-    assert describe("cross")["kind"] == "reranker"
+    assert describe("cross").kind == Kind.RERANKER

@@ -22,7 +22,8 @@ from localembed.engine import probe as probe_module
 from localembed.engine.inspect import inspect_gguf
 from localembed.engine.llama import RunnerOptions
 from localembed.engine.probe import FAULT_ENV, check_model, crash_reason
-from tests.conftest import call, install_model, running
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call, running
 
 ABORTS = "llama.cpp aborted"
 

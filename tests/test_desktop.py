@@ -17,14 +17,9 @@ from pathlib import Path
 import pytest
 
 from localembed.config.settings import ServerConfig
-from tests.conftest import (
-    ARTIFACTS,
-    accent_pixels,
-    health,
-    screenshot,
-    start_tray_host,
-    wait_for_icon,
-)
+from tests.conftest import ARTIFACTS
+from tests.fixtures.desktop import accent_pixels, screenshot, start_tray_host, wait_for_icon
+from tests.fixtures.server import health
 
 
 def test_tray_menu_actions_call_the_core(display: str, tray_app, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from localembed.config.settings import ServerConfig
 from localembed.dialects.encoding import from_bfloat16_bits
 from localembed.engine import EmbedOptions
-from tests.conftest import call, running
+from tests.fixtures.server import call, running
 
 
 @pytest.fixture(scope="module")

@@ -108,18 +108,19 @@ def test_qwen3_last_token_is_eos(qwen3: Engine) -> None:
 
 def test_qwen3_truncation_keeps_the_right_end(qwen3: Engine) -> None:
     text = "alpha " * 10 + "the world of water and the sea " * 100 + "omega"
-    end = qwen3.detokenize(qwen3.prepare(text, EmbedOptions(truncate="end"))[:-1])
-    start = qwen3.detokenize(qwen3.prepare(text, EmbedOptions(truncate="start"))[:-1])
+    end = qwen3.runner.detokenize(qwen3.prepare(text, EmbedOptions(truncate="end"))[:-1])
+    start = qwen3.runner.detokenize(qwen3.prepare(text, EmbedOptions(truncate="start"))[:-1])
     assert end.startswith("alpha") and not end.endswith("omega")
     assert start.endswith("omega") and "alpha" not in start
-    query = qwen3.detokenize(qwen3.prepare(text, EmbedOptions(task="query", truncate="start")))
+    query = qwen3.runner.detokenize(qwen3.prepare(text, EmbedOptions(task="query",
+                                                                     truncate="start")))
     assert query.startswith("Instruct: ") and "omega" in query
 
 
 def test_qwen3_query_prompt_applied_exactly_once(qwen3: Engine) -> None:
     text = "how deep is the sea"
     tokens = qwen3.prepare(text, EmbedOptions(task="query"))
-    decoded = qwen3.detokenize(tokens[:-1])
+    decoded = qwen3.runner.detokenize(tokens[:-1])
     expected_prompt = ("Instruct: Given a web search query, retrieve relevant passages that "
                        "answer the query\nQuery:")
     assert decoded == expected_prompt + text
@@ -127,7 +128,8 @@ def test_qwen3_query_prompt_applied_exactly_once(qwen3: Engine) -> None:
     # The vector really is the prompted text's vector.
     prompted = qwen3.embed(expected_prompt + text).vectors[0]
     assert np.allclose(qwen3.embed(text, task="query").vectors[0], prompted, atol=1e-5)
-    custom = qwen3.detokenize(qwen3.prepare(text, EmbedOptions(instruction="Find poems"))[:-1])
+    custom = qwen3.runner.detokenize(
+        qwen3.prepare(text, EmbedOptions(instruction="Find poems"))[:-1])
     assert custom == "Instruct: Find poems\nQuery:" + text
 
 
@@ -135,7 +137,7 @@ def test_qwen3_documents_are_unprefixed(qwen3: Engine) -> None:
     text = "The sea is deep and the water is cold."
     tokens = qwen3.prepare(text, EmbedOptions(task="document"))
     assert tokens == qwen3.prepare(text)
-    assert qwen3.detokenize(tokens[:-1]) == text
+    assert qwen3.runner.detokenize(tokens[:-1]) == text
     plain = qwen3.embed(text).vectors[0]
     assert np.allclose(qwen3.embed(text, task="document").vectors[0], plain)
     assert not np.allclose(qwen3.embed(text, task="query").vectors[0], plain, atol=1e-3)
@@ -176,13 +178,13 @@ def test_gemma_prompt_for_each_task(gemma: Engine) -> None:
     for task, prompt in GEMMA_PROMPTS.items():
         tokens = gemma.prepare(text, EmbedOptions(task=task))
         assert tokens[0] == gemma.runner.bos and tokens[-1] == gemma.runner.eos
-        assert gemma.detokenize(tokens[1:-1]) == prompt + text, task
+        assert gemma.runner.detokenize(tokens[1:-1]) == prompt + text, task
         vectors[task] = gemma.embed(text, task=task).vectors[0]
         assert np.allclose(vectors[task], gemma.embed(prompt + text).vectors[0], atol=1e-5)
-    titled = gemma.detokenize(gemma.prepare(text, EmbedOptions(task="document",
-                                                               title="Cats"))[1:-1])
+    titled = gemma.runner.detokenize(gemma.prepare(text, EmbedOptions(task="document",
+                                                                      title="Cats"))[1:-1])
     assert titled == "title: Cats | text: " + text
-    assert gemma.detokenize(gemma.prepare(text)[1:-1]) == text  # no task: raw text
+    assert gemma.runner.detokenize(gemma.prepare(text)[1:-1]) == text  # no task: raw text
     assert not np.allclose(vectors["query"], vectors["document"], atol=1e-3)
     # Aliases used by other APIs map onto the same prompts.
     assert canonical_task("search_query") == "query"
@@ -302,6 +304,12 @@ def test_bad_input_is_a_clear_error_and_the_worker_keeps_serving(synthetic) -> N
         assert engine.batcher.stats.failed_batches == 0
         # Long input with truncation is fine and uses the whole window.
         assert engine.embed("word " * 600).tokens == [512]
+
+
+def test_results_name_the_model_that_made_them(synthetic) -> None:
+    with Engine(synthetic("bert"), model_id="the-embedder") as engine:
+        assert engine.embed(["a", "b"]).model == "the-embedder"
+        assert engine.submit(["a"]).result(60).model == "the-embedder"
 
 
 def test_closed_engine_refuses_work(synthetic) -> None:

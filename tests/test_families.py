@@ -102,6 +102,23 @@ def test_unknown_task_is_a_task_error_for_every_family():
             family.prompt("bogus")
 
 
+def test_task_errors_name_their_field():
+    """The field comes with the error: a caller never tells "task" from "dimensions" by
+    reading the message (a Matryoshka message can mention a task, and a task can be named
+    anything)."""
+    refusals = [
+        (lambda: canonical_task("dimensions"), "task"),
+        (lambda: GEMMA.prompt("bogus"), "task"),
+        (lambda: BERT.check_dimensions(128, 384), "dimensions"),
+        (lambda: QWEN3.check_dimensions(31, 1024), "dimensions"),
+        (lambda: GEMMA.check_dimensions(300, 768), "dimensions"),
+    ]
+    for refuse, param in refusals:
+        with pytest.raises(TaskError) as err:
+            refuse()
+        assert err.value.param == param, str(err.value)
+
+
 def test_has_prompts_only_for_prompted_families():
     assert GEMMA.has_prompts and QWEN3.has_prompts
     assert not BERT.has_prompts and not GENERIC.has_prompts

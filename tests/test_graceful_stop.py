@@ -18,7 +18,7 @@ import pytest
 
 from localembed.config.settings import ServerConfig
 from localembed.server.serving import GRACE_PERIOD
-from tests.conftest import install_model
+from tests.fixtures.models import install_model
 
 CLIENTS = 32
 # Fewer HTTP threads than clients, so most requests wait in waitress's queue, received but not

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from localembed.cli import cli
-from tests.conftest import call
+from tests.fixtures.server import call
 
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 HUGE = 4 * 10**12  # a sparse file's size: more than any disk here has free

@@ -22,7 +22,9 @@ import pytest
 
 from localembed import __version__
 from localembed.models.starter import STARTER_FILE
-from tests.conftest import ARTIFACTS, ROOT, health, screenshot, wait_for_icon
+from tests.conftest import ARTIFACTS, ROOT
+from tests.fixtures.desktop import screenshot, wait_for_icon
+from tests.fixtures.server import health
 
 pytestmark = pytest.mark.slow
 

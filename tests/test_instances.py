@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from localembed.cli import cli
 from localembed.config.instances import ServerEntry, live_servers, register, servers_dir
 from localembed.config.settings import ServerConfig
-from tests.conftest import call, install_model
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call
 from tests.test_serve_cli import start_serve
 
 

@@ -22,12 +22,15 @@ import pytest
 from localembed.config.network import (
     ADDRESS_RECHECK,
     interface_addresses,
+    is_loopback,
+    local_url,
     machine_names,
     reachable_urls,
+    url_host,
 )
 from localembed.config.settings import ServerConfig
-from localembed.server.security import host_allowed
-from tests.conftest import running
+from localembed.server.security import host_allowed, origin_allowed
+from tests.fixtures.server import running
 from tests.test_serve_cli import start_serve
 
 KEY = "lan-test-key"
@@ -196,3 +199,43 @@ def test_serve_prints_the_lan_urls_it_is_reachable_at(lan: Lan, synthetic,
     assert reachable.split()[2] == f"http://127.0.0.1:{port}"
     assert f"http://{lan.ipv4}:{port}" in reachable.split()
     assert status == 200
+
+
+LOOPBACK = ("localhost", "LOCALHOST", "localhost.", "127.0.0.1", "127.0.0.2", "127.1.2.3", "::1",
+            "[::1]", "0:0:0:0:0:0:0:1", "::1%lo")
+NOT_LOOPBACK = ("0.0.0.0", "::", "", "10.213.0.1", "fe80::1", "localhost.evil.example",
+                "evil-localhost", "128.0.0.1", "::2")
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_a_loopback_name_is_one_rule_for_the_bind_and_the_host_check(host: str) -> None:
+    assert is_loopback(host)
+    assert ServerConfig(host=host.strip("[]")).is_local  # no API key is generated for it
+    port = f"[{host.strip('[]')}]:8642" if ":" in host else f"{host}:8642"
+    assert host_allowed(port, WILDCARD), port
+    assert origin_allowed(f"http://{url_host(host.strip('[]').split('%')[0])}:5173",
+                          ServerConfig())
+
+
+@pytest.mark.parametrize("host", NOT_LOOPBACK)
+def test_every_other_name_is_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
+    assert not ServerConfig(host=host).is_local
+    assert not origin_allowed(f"http://{url_host(host) or 'x'}:5173", ServerConfig())
+
+
+def test_an_ipv6_host_is_bracketed_in_every_url() -> None:
+    from localembed.server import server_url
+
+    assert url_host("::1") == "[::1]" and url_host("127.0.0.1") == "127.0.0.1"
+    assert url_host("example.org") == "example.org"
+    assert local_url("::", 8642) == "http://[::1]:8642"
+    assert local_url("0.0.0.0", 8642) == "http://127.0.0.1:8642"
+    assert local_url("fd13:213::1", 1) == "http://[fd13:213::1]:1"
+
+    class Bound:
+        effective_host, effective_port = "fd13:213::1", 8642
+
+    assert server_url(Bound()) == "http://[fd13:213::1]:8642"
+    Bound.effective_host = "10.213.0.1"
+    assert server_url(Bound()) == "http://10.213.0.1:8642"

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from localembed.cli import cli
 from localembed.config.settings import ServerConfig
 from localembed.models import catalog
-from tests.conftest import call, install_model, running
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call, running
 from tests.hub import StandInHub
 
 ENTRY = catalog.lookup("qwen3-embedding-0.6b-f16")

@@ -14,7 +14,8 @@ import pytest
 from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, ModelLoadError, NonFiniteOutput
 from localembed.gguf.header import read_header
-from tests.conftest import call, install_model, running
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call, running
 
 POISON = "water"  # a word of the synthetic vocabulary whose embedding row is made NaN
 

@@ -17,7 +17,7 @@ from schemathesis.checks import (
 )
 
 from localembed.config.settings import ServerConfig
-from tests.conftest import running
+from tests.fixtures.server import running
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

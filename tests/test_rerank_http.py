@@ -10,7 +10,7 @@ import pytest
 
 from localembed.config.settings import ServerConfig
 from localembed.engine import RerankOptions
-from tests.conftest import call, running
+from tests.fixtures.server import call, running
 
 QUERY = "how deep is the sea"
 DOCS = ["a cat sleeps on the mat", "the sea is deep and cold", "bread needs flour and water",

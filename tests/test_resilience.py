@@ -14,7 +14,8 @@ import pytest
 from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, Overloaded
 from localembed.models.starter import starter_path
-from tests.conftest import call, running, wait_until
+from tests.conftest import wait_until
+from tests.fixtures.server import call, running
 
 LONG = "the river carries silt to the sea and farmers settle on the delta " * 40
 

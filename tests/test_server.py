@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from localembed.config.settings import ServerConfig
-from tests.conftest import call, running
+from tests.fixtures.server import call, running
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pytest
 
 from localembed.config.settings import ServerConfig
 from localembed.server.serving import HEADER_DEADLINE, MAINTENANCE_INTERVAL
-from tests.conftest import running
+from tests.fixtures.server import running
 
 FLOOD = 1000
 DRIP_EVERY = 2.0

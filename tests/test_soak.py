@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from localembed.models import catalog
-from tests.conftest import call, install_model
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call
 from tests.hub import StandInHub
 
 SECONDS = float(os.environ.get("LOCALEMBED_SOAK_SECONDS", "45"))

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from localembed.desktop import xmenu
-from tests.conftest import ARTIFACTS, accent_pixels, health, screenshot, wait_for_icon
+from tests.conftest import ARTIFACTS
 from tests.conftest import wait_until as _wait_until
+from tests.fixtures.desktop import accent_pixels, screenshot, wait_for_icon
+from tests.fixtures.server import health
 
 ICON_CLASS = "localembedSystemTrayIcon"  # pystray's WM_CLASS for the icon named "localembed"
 
@@ -256,7 +258,7 @@ def test_pause_in_the_menu_stops_serving_and_the_menu_then_offers_resume(tray,
 
 
 def test_the_menu_marks_the_model_being_served(tray, display: str) -> None:
-    from tests.conftest import screen_pixels
+    from tests.fixtures.desktop import screen_pixels
 
     x, y, _width, _height = open_menu(display, tray.icon_box)
     time.sleep(0.3)  # drawn

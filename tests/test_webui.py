@@ -15,7 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from localembed.config.settings import ServerConfig
 from localembed.models import catalog
-from tests.conftest import call, running, watched_page
+from tests.fixtures.browser import watched_page
+from tests.fixtures.server import call, running
 from tests.hub import StandInHub
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -66,6 +67,32 @@ def test_playground_shows_vectors_and_token_counts(page: Page, server) -> None:
     assert page.locator("#pg-rows b").count() == 0 and page.locator("#pg-rows img").count() == 0
     expect(page.locator("#pg-meta")).to_contain_text("tokens")
     shot(page, "playground")
+
+
+def task_choices(page: Page) -> list[list[str]]:
+    return page.locator("#pg-task option").evaluate_all(
+        "options => options.map((o) => [o.value, o.textContent])")
+
+
+def test_the_task_choices_are_the_servers_tasks(page: Page, server) -> None:
+    tasks = call(server[0], "/v1/info")[1]["tasks"]
+    assert {"id": "qa", "label": "question answering"} in tasks
+    expect(page.locator("#pg-task option")).to_have_count(1 + len(tasks))
+    assert task_choices(page) == [["", "none (raw text)"]] + [[t["id"], t["label"]]
+                                                             for t in tasks]
+    expect(page.locator("#pg-task")).to_have_value("")  # raw text until one is chosen
+
+
+def test_the_page_has_no_task_list_of_its_own() -> None:
+    from localembed.engine.families import TASK_LABELS
+    from localembed.server.webui import webui_dir
+
+    source = "".join(p.read_text() for p in sorted(webui_dir().glob("*.*")) if p.suffix in
+                     (".js", ".html"))
+    # the tasks that no other word of the page spells
+    for task in ("classification", "clustering", "fact_check", "summarization"):
+        assert task not in source and TASK_LABELS[task] not in source, task
+    assert TASK_LABELS["qa"] not in source
 
 
 def test_similarity_ranking_and_heatmap_match_the_api(page: Page, server) -> None:
@@ -152,10 +179,13 @@ def test_api_page_snippets_and_key_prompt(browser, synthetic) -> None:
         page = context.new_page()
         page.goto(url + "/")
         expect(page.locator("#keybox")).to_be_visible()
+        assert task_choices(page) == [["", "none (raw text)"]]  # the list needs the key
         page.fill("#api-key", "s3cret")
         page.click("#api-key-save")
         expect(page.locator("#keybox")).to_be_hidden()
         expect(page.locator("#pg-model")).to_have_value(registry.default_id)
+        tasks = call(url, "/v1/info", headers={"Authorization": "Bearer s3cret"})[1]["tasks"]
+        expect(page.locator("#pg-task option")).to_have_count(1 + len(tasks))
         page.click("button[data-tab=api]")
         expect(page.locator("#api-key-state")).to_contain_text("required")
         snippets = page.locator("#snippets pre").all_text_contents()

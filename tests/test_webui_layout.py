@@ -4,7 +4,7 @@ labels and a legend, and the Models, API and Similarity tabs laid out without cl
 touching parts. Every test runs light and dark, at 1280 and 760 px wide.
 
 As in tests/test_webui.py, a page fails its test on a console error, a page error or a request
-to a host other than the server (``watched_page`` in tests/conftest.py).
+to a host other than the server (``watched_page`` in tests/fixtures/browser.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import watched_page
+from tests.fixtures.browser import watched_page
 from tests.test_webui import shot
 from tests.test_webui_rerank import DOCS, QUERY
 

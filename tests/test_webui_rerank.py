@@ -3,7 +3,7 @@ says which models are rerankers, the Similarity tab ranks with a reranker (next 
 order when an embedding model is installed too), and the heatmap fits its card.
 
 As in tests/test_webui.py, every page fails its test on a console error, a page error or a
-request to a host other than the server (``watched_page`` in tests/conftest.py).
+request to a host other than the server (``watched_page`` in tests/fixtures/browser.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import call, watched_page
+from tests.fixtures.browser import watched_page
+from tests.fixtures.server import call
 from tests.test_webui import shot
 
 QUERY = "how do I cook pasta?"

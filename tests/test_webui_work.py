@@ -18,7 +18,10 @@ from playwright.sync_api import Browser, Page, expect
 from localembed.config.settings import ServerConfig
 from localembed.models import catalog
 from localembed.models.starter import starter_path
-from tests.conftest import call, install_model, running, wait_until, watched_page
+from tests.conftest import wait_until
+from tests.fixtures.browser import watched_page
+from tests.fixtures.models import install_model
+from tests.fixtures.server import call, running
 from tests.hub import StandInHub
 
 ENTRY = catalog.lookup("qwen3-embedding-0.6b-f16")

@@ -14,11 +14,6 @@ const $ = (id) => document.getElementById(id);
 const state = { key: localStorage.getItem("localembed.key") || "", models: [], vectors: null,
   keyRequired: false, polls: {} };
 
-const TASKS = [["", "none (raw text)"], ["query", "query"], ["document", "document"],
-  ["similarity", "similarity"], ["classification", "classification"],
-  ["clustering", "clustering"], ["code", "code"], ["qa", "question answering"],
-  ["fact_check", "fact checking"], ["summarization", "summarization"]];
-
 
 // The page-wide banner, for problems not tied to one button (notify.js says the others).
 function showError(message) { banner(message); }
@@ -84,14 +79,9 @@ $("api-key-save").addEventListener("click", () => {
 $("api-key").addEventListener("keydown", (e) => { if (e.key === "Enter") $("api-key-save").click(); });
 
 // -- models for the selects -----------------------------------------------------------------------
-// A model's kind: "embedding" (vectors) or "reranker" (a relevance score per query-document pair).
-// The server says so in "kind"; a list without it still tells them apart, since a reranker is
-// described without vector dimensions. A model that could not be described has no known kind.
-function kindOf(m) {
-  if (m.kind) return m.kind;
-  if (m.error || !m.family) return null;
-  return m.dimensions == null ? "reranker" : "embedding";
-}
+// A model's kind, as the server says it: "embedding" (vectors) or "reranker" (a relevance score
+// per query-document pair); null for a model whose file could not be read.
+const kindOf = (m) => m.kind || null;
 const modelsOf = (kind) => state.models.filter((m) => kindOf(m) === kind);
 
 // Each select lists the models of its data-kind. An optional one (the Similarity tab's) may be
@@ -115,13 +105,33 @@ function fillSelects() {
 }
 function fillDims() {
   const model = state.models.find((m) => m.id === $("pg-model").value);
-  const dims = model && model.matryoshka_dimensions ? model.matryoshka_dimensions : (model && model.dimensions ? [model.dimensions] : []);
-  const shown = dims.length > 12 ? dims.filter((d, i) => i === 0 || d % 64 === 0 || d === 32) : dims;
-  $("pg-dims").replaceChildren(...shown.map((d, i) => el("option", { value: i === 0 ? "" : d, text: i === 0 ? `${d} (full)` : d })));
+  $("pg-dims").replaceChildren(...dimensionChoices(model).map((d, i) => el("option", { value: i === 0 ? "" : d, text: i === 0 ? `${d} (full)` : d })));
+}
+// The sizes to offer, full width first: the trained ones (matryoshka_dimensions), or, where any
+// size from min_dimensions up is allowed, every multiple of 64 and the smallest.
+function dimensionChoices(model) {
+  if (!model || !model.dimensions) return [];
+  if (model.matryoshka_dimensions) return model.matryoshka_dimensions;
+  const sizes = [model.dimensions];
+  for (let d = model.dimensions - 1; model.min_dimensions && d >= model.min_dimensions; d--) {
+    if (d % 64 === 0 || d === model.min_dimensions) sizes.push(d);
+  }
+  return sizes;
 }
 $("pg-model").addEventListener("change", fillDims);
-for (const select of document.querySelectorAll(".task-select")) {
-  select.replaceChildren(...TASKS.map(([v, t]) => el("option", { value: v, text: t })));
+// The tasks the server takes, with their labels, as it lists them (GET /v1/info); "none"
+// sends no task (raw text) and is there before the list arrives.
+function fillTasks(tasks) {
+  const choices = [{ id: "", label: "none (raw text)" }, ...tasks];
+  for (const select of document.querySelectorAll(".task-select")) {
+    const current = select.value;
+    select.replaceChildren(...choices.map((t) => el("option", { value: t.id, text: t.label })));
+    if (choices.some((t) => t.id === current)) select.value = current;
+  }
+}
+fillTasks([]);
+async function loadTasks() {
+  fillTasks((await api("GET", "/v1/info")).tasks);
 }
 
 async function loadModels() {
@@ -265,8 +275,7 @@ async function refreshModels() {
   }));
   const running = Object.fromEntries(pulls.data.map((p) => [p.model, p]));
   $("catalog").replaceChildren(...catalog.data.map((entry) => {
-    // Catalog rerankers have no vector dimensions (the same fallback as kindOf).
-    const kind = entry.kind || (entry.dimensions == null ? "reranker" : "embedding");
+    const kind = entry.kind;
     const card = el("div", { class: "model", "data-model": entry.id, "data-kind": kind },
       el("div", { class: "model-head" }, el("h3", { text: entry.id }), kindBadge(kind)),
       el("span", { class: "badge", text: [entry.family, entry.quantization, entry.dimensions ? `${entry.dimensions} dims` : "",
@@ -359,15 +368,15 @@ function renderSnippets() {
 }
 
 // -- start ---------------------------------------------------------------------------------------
-// The pill follows /health by itself (health.js); when the server is back, the models are
-// asked for again (it may have restarted with others).
-watchHealth($("server-status"), () => loadModels().catch(() => {}));
+// The pill follows /health by itself (health.js); when the server is back, the models and
+// tasks are asked for again (it may have restarted with others).
+watchHealth($("server-status"), () => Promise.all([loadModels(), loadTasks()]).catch(() => {}));
 
 // A server that needs a key is met with a question, not an error: a first visit has no key yet.
 // Only a key that was tried and refused is said to be wrong.
 async function init() {
   try {
-    await loadModels();
+    await Promise.all([loadModels(), loadTasks()]);
     $("keybox").hidden = true;
   } catch (err) {
     if (err.status === 401) askForKey(Boolean(state.key));

@@ -33,6 +33,25 @@ def is_wildcard(host: str) -> bool:
     return host in WILDCARDS
 
 
+def is_loopback(host: str) -> bool:
+    """A name or address only this machine reaches: ``localhost``, 127.0.0.0/8 or ``::1``, in
+    any spelling (``LOCALHOST``, ``0:0::1``, ``[::1]``). The one rule for a loopback-only bind
+    and for a local Host header or Origin."""
+    name = canonical(host.strip().removeprefix("[").removesuffix("]"))
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL spells it: an IPv6 address in brackets (``[::1]``), anything else
+    as it is."""
+    return f"[{host}]" if ":" in host else host
+
+
 def canonical(name: str) -> str:
     """A host name or address in the one spelling comparisons use: lower case, no trailing dot,
     addresses compressed and without an IPv6 zone (``FE80:0::1%25eth0`` -> ``fe80::1``): the
@@ -130,4 +149,4 @@ def local_url(host: str, port: int) -> str:
         host = "127.0.0.1"
     elif host == "::":  # waitress binds "::" IPv6-only, so 127.0.0.1 would not reach it
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{url_host(host)}:{port}"

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from localembed.config.network import is_loopback
 from localembed.config.paths import config_path, write_private
 
 DEFAULT_HOST = "127.0.0.1"
@@ -61,7 +62,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     @property
     def is_local(self) -> bool:
         """Bound to loopback only (nothing else on the network can connect)."""
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        return is_loopback(self.host)
 
 
 SETTINGS = ServerConfig.__struct_fields__

@@ -20,7 +20,7 @@ from msgspec.structs import replace
 
 from localembed.config import instances
 from localembed.config.network import local_url
-from localembed.config.settings import ServerConfig, save_setting
+from localembed.config.settings import ServerConfig
 from localembed.desktop import autostart
 from localembed.desktop.logs import logs_dir
 
@@ -152,8 +152,7 @@ class AppController:
         """Serve another installed model (remembered for next time)."""
         self._set("loading", f"switching to {model_id}")
         try:
-            self.registry.set_default(model_id)  # type: ignore[union-attr]
-            save_setting("model", model_id)
+            self.registry.set_default(model_id, persist=True)  # type: ignore[union-attr]
         except Exception as exc:
             log.exception("switching to %s failed", model_id)
             self._set("error", f"cannot load {model_id}: {exc}")

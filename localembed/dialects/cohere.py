@@ -10,8 +10,8 @@ import msgspec
 
 from localembed.dialects.common import PositiveInt
 from localembed.dialects.encoding import OUTPUT_DTYPES, encode_base64, quantize
-from localembed.engine import EmbedOptions, InputError
-from localembed.service.execute import Embedded, EmbedRequest
+from localembed.engine import EmbeddingResult, EmbedOptions, InputError
+from localembed.service.execute import EmbedRequest
 
 INPUT_TYPES = {"search_query": "query", "search_document": "document",
                "classification": "classification", "clustering": "clustering"}
@@ -79,7 +79,7 @@ class CohereEmbedResponse(msgspec.Struct):
 
 
 def embed_response(request: CohereEmbedRequest, texts: list[str],
-                   result: Embedded) -> CohereEmbedResponse:
+                   result: EmbeddingResult) -> CohereEmbedResponse:
     embeddings: dict = {}
     for kind in dict.fromkeys(request.embedding_types or ["float"]):
         if kind == "base64":

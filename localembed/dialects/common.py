@@ -74,6 +74,16 @@ def convert(body: dict[str, Any], model: type[T]) -> T:
         raise invalid(exc) from exc
 
 
+def truncate_mode(value: str | bool | None) -> str:
+    """A JSON boolean or a mode as the core's mode, for every dialect that takes either: true
+    (or unset) is "end", false "none"."""
+    if value is None or value is True:
+        return "end"
+    if value is False:
+        return "none"
+    return value
+
+
 class EmbedFields(msgspec.Struct, kw_only=True):
     """localembed's options on every embedding route: prompts, Matryoshka, normalisation."""
 
@@ -86,18 +96,11 @@ class EmbedFields(msgspec.Struct, kw_only=True):
     # A mode, or a JSON boolean: true = end, false = none.
     truncate: TruncateMode | bool | None = None
 
-    def truncate_mode(self) -> str:
-        if self.truncate is None or self.truncate is True:
-            return "end"
-        if self.truncate is False:
-            return "none"
-        return self.truncate
-
     def options(self) -> EmbedOptions:
         return EmbedOptions(task=self.task, instruction=self.instruction, title=self.title,
                             dimensions=self.dimensions,
                             normalize=True if self.normalize is None else self.normalize,
-                            truncate=self.truncate_mode())
+                            truncate=truncate_mode(self.truncate))
 
 
 class Usage(msgspec.Struct):

@@ -16,6 +16,7 @@ from localembed.dialects.common import (
     Usage,
 )
 from localembed.engine import EmbedOptions, InputError
+from localembed.service import execute
 from localembed.service.execute import Compared, CompareRequest, matrix_request, similarity_request
 
 
@@ -99,12 +100,8 @@ class ScoreRequest(msgspec.Struct, kw_only=True):
         description="A reranker's task (Qwen3-Reranker's <Instruct>): localembed extension; "
                     "embedding models refuse it.")] | None = None
 
-    def to_request(self, reranker: bool = False) -> CompareRequest:
-        """The pairs to score; their options are for an embedding model (a reranker's come
-        from ``localembed.dialects.rerank.score_options``)."""
-        if self.instruction is not None and not reranker:
-            raise InputError("'instruction' applies to rerankers; this is an embedding model.",
-                             param="instruction")
+    def to_request(self) -> execute.ScoreRequest:
+        """The pairs to score; what their score is the service decides by the model's kind."""
         first = [self.text_1] if isinstance(self.text_1, str) else self.text_1
         second = [self.text_2] if isinstance(self.text_2, str) else self.text_2
         if len(first) == 1:
@@ -114,8 +111,8 @@ class ScoreRequest(msgspec.Struct, kw_only=True):
         else:
             raise InputError("'text_1' and 'text_2' must have the same length (or 'text_1' "
                              "a single text).", param="text_2")
-        options = EmbedOptions(dimensions=self.dimensions, max_tokens=self.truncate_prompt_tokens)
-        return CompareRequest(first, second, pairs, options, options, self.model, "text_2")
+        return execute.ScoreRequest(first, second, pairs, self.model, self.dimensions,
+                                     self.truncate_prompt_tokens, self.instruction, "text_2")
 
 
 class ScoreItem(msgspec.Struct):

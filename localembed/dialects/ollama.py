@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Annotated
 
 import msgspec
 
-from localembed.dialects.common import PositiveInt
+from localembed.dialects.common import PositiveInt, truncate_mode
 from localembed.engine import EmbedOptions, InputError
+from localembed.models.description import ModelDescription
 from localembed.service.execute import EmbedRequest
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -92,7 +94,7 @@ class OllamaEmbedRequest(OllamaFields, kw_only=True):
         texts = [self.input] if isinstance(self.input, str) else self.input
         return EmbedRequest(texts, self.embed_options(
             dimensions=self.dimensions, task=self.task,
-            truncate="end" if self.truncate else "none"), self.model)
+            truncate=truncate_mode(self.truncate)), self.model)
 
 
 class OllamaEmbedResponse(msgspec.Struct):
@@ -131,6 +133,15 @@ class OllamaTag(msgspec.Struct):
     size: int
     digest: str
     details: OllamaTagDetails
+
+    @classmethod
+    def of(cls, model: ModelDescription) -> OllamaTag:
+        """A readable installed model as Ollama lists it (``:latest``, its GGUF facts)."""
+        when = datetime.fromtimestamp(model.modified or 0, tz=timezone.utc)
+        arch = model.architecture or ""
+        return cls(name=f"{model.id}:latest", model=f"{model.id}:latest",
+                   modified_at=when.isoformat(), size=model.size_bytes or 0, digest="",
+                   details=OllamaTagDetails("gguf", arch, [arch], "", model.quantization or ""))
 
 
 class OllamaTags(msgspec.Struct):

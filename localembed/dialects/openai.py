@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from localembed.dialects.common import EmbedFields, PositiveInt
+from localembed.dialects.common import EmbedFields, PositiveInt, truncate_mode
 from localembed.dialects.encoding import (
     EMBED_DTYPES,
     ENCODING_FORMATS,
@@ -25,9 +25,11 @@ from localembed.dialects.encoding import (
     quantize,
     rounded_to,
 )
-from localembed.engine import EmbedOptions, InputError
+from localembed.engine import EmbeddingResult, EmbedOptions, InputError
 from localembed.engine.families import Family
-from localembed.service.execute import Embedded, EmbedRequest, Service
+from localembed.engine.inspect import Kind
+from localembed.models.description import ModelDescription
+from localembed.service.execute import EmbedRequest, Service
 
 # A token-id decoder (tiktoken's cl100k_base), or None when ids are the model's own.
 Decoder = Callable[[Sequence[int]], str]
@@ -85,7 +87,7 @@ class EmbeddingRequest(EmbedFields, kw_only=True):
         normalize = True if self.normalize is None else self.normalize
         if self.use_activation is not None:
             normalize = self.use_activation
-        truncate, max_tokens = self.truncate_mode(), None
+        truncate, max_tokens = truncate_mode(self.truncate), None
         limit = self.truncate_prompt_tokens
         if limit is not None and (limit == 0 or limit < -1):
             raise InputError("'truncate_prompt_tokens' must be positive or -1.",
@@ -174,7 +176,7 @@ class EmbeddingResponse(msgspec.Struct):
     object: Literal["list"] = "list"
 
 
-def embedding_response(request: EmbeddingRequest, result: Embedded) -> EmbeddingResponse:
+def embedding_response(request: EmbeddingRequest, result: EmbeddingResult) -> EmbeddingResponse:
     if request.output_dtype != "float":
         rows = encode_rows(quantize(result.vectors, request.output_dtype),
                            request.encoding_format)
@@ -189,7 +191,8 @@ def embedding_response(request: EmbeddingRequest, result: Embedded) -> Embedding
 
 
 class ModelCard(msgspec.Struct, kw_only=True):
-    """A ``/v1/models`` entry: OpenAI's fields plus what an embeddings client needs."""
+    """A ``/v1/models`` entry: OpenAI's fields plus what an embeddings client needs (the
+    ``ModelDescription`` fields of the same names, which say what each means)."""
 
     id: str
     object: Literal["model"] = "model"
@@ -207,10 +210,18 @@ class ModelCard(msgspec.Struct, kw_only=True):
     max_tokens: int | None = None
     family: str | None = None
     # "embedding" (POST /v1/embeddings) or "reranker" (POST /v1/rerank); None if undescribed.
-    kind: Literal["embedding", "reranker"] | None = None
+    kind: Kind | None = None
+    # Sizes a request may ask for: any of these, or any from min_dimensions to dimensions.
     matryoshka_dimensions: list[int] | None = None
+    min_dimensions: int | None = None
     missing: bool = False
     error: str | None = None
+
+    @classmethod
+    def of(cls, model: ModelDescription) -> ModelCard:
+        shared = {name: getattr(model, name) for name in cls.__struct_fields__
+                  if name in ModelDescription.__struct_fields__}
+        return cls(**shared, created=model.file_modified())
 
 
 class ModelList(msgspec.Struct):

@@ -1,10 +1,10 @@
 """Reranking's faces: Cohere's and Jina's rerank (``documents``), Hugging Face TEI's
 (``texts``) and vLLM's ``/score`` answered by a reranker.
 
-The request models validate the bodies and describe them in the OpenAPI document; ``rerank``
-and ``cross_scores`` run them on the core service's models within its limits (documents per
-request, tokens per request, the request timeout, a client that went away), so every route
-and the in-process API score the same way.
+The request models validate the bodies, describe them in the OpenAPI document and translate
+them into the service's ``RerankRequest``; ``Service.rerank`` runs them within its limits
+(documents per request, tokens per request, the request timeout, a client that went away), so
+every route, the CLI and the in-process API score the same way.
 
 Choices where the dialects leave room, applied to every route alike:
 
@@ -24,21 +24,17 @@ Choices where the dialects leave room, applied to every route alike:
 from __future__ import annotations
 
 import math
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import msgspec
-import numpy as np
 
 from localembed.dialects.cohere import CohereApiVersion
-from localembed.dialects.common import Usage
-from localembed.dialects.local import ScoreItem, ScoreResponse
-from localembed.engine import Engine, InputError, RerankOptions, RerankResult
-from localembed.service.execute import CompareRequest, Service
+from localembed.dialects.common import Usage, truncate_mode
+from localembed.engine import InputError, RerankOptions, RerankResult
+from localembed.service import execute
+from localembed.service.execute import ranking
 
 Query = Annotated[str, msgspec.Meta(min_length=1, description="The text to rank against.")]
 Instruction = Annotated[str, msgspec.Meta(
@@ -91,14 +87,15 @@ class RerankRequest(msgspec.Struct, kw_only=True):
         value = self.truncate if self.truncate is not None else self.truncation
         return RerankOptions(instruction=self.instruction, truncate=truncate_mode(value))
 
-
-def truncate_mode(value: str | bool | None) -> str:
-    """A JSON boolean or a mode as the core's mode: true (or unset) is "end", false "none"."""
-    if value is None or value is True:
-        return "end"
-    if value is False:
-        return "none"
-    return value
+    def to_request(self, max_tokens: int | None = None) -> execute.RerankRequest:
+        """The service's request; ``max_tokens`` is the in-process API's tighter per-pair
+        limit."""
+        texts = self.texts()
+        options = self.options()
+        if max_tokens is not None:
+            options = replace(options, max_tokens=max_tokens)
+        return execute.RerankRequest(self.query, texts, options, self.model,
+                                     max_document_tokens=self.max_tokens_per_doc)
 
 
 class RerankedDocument(msgspec.Struct):
@@ -163,6 +160,10 @@ class TEIRerankRequest(msgspec.Struct, kw_only=True):
                              param="truncation_direction")
         return RerankOptions(instruction=self.instruction, truncate=truncate_mode(self.truncate))
 
+    def to_request(self) -> execute.RerankRequest:
+        return execute.RerankRequest(self.query, self.texts, self.options(), self.model,
+                                     field="texts")
+
 
 class TEIRank(msgspec.Struct, omit_defaults=True):
     index: int
@@ -173,117 +174,25 @@ class TEIRank(msgspec.Struct, omit_defaults=True):
 TEIRerankResponse = list[TEIRank]
 
 
-@dataclass
-class Reranked:
-    """A reranker's answer for one query: which model gave it, and its scores."""
-
-    model: str
-    result: RerankResult
-
-    def order(self, top_n: int | None = None) -> list[int]:
-        """Document indices, most relevant first (ties keep the input order)."""
-        scores = self.result.scores
-        return sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:top_n]
-
-
-def _document_limit(engine: Engine, query: str, options: RerankOptions,
-                    max_document_tokens: int | None) -> RerankOptions:
-    """Cohere's per-document token limit as the core's per-pair one (the query and the
-    reranker's prompt around it come on top)."""
-    if max_document_tokens is None:
-        return options
-    frame = len(engine.prepare_pair(query, "", options))
-    return replace(options, max_tokens=min(engine.max_tokens, frame + max_document_tokens))
-
-
-def rerank(service: Service, engine: Engine, query: str, documents: Sequence[str],
-           options: RerankOptions, field: str = "documents",
-           abandoned: Callable[[], bool] | None = None,
-           max_document_tokens: int | None = None) -> Reranked:
-    """Score ``documents`` against ``query`` on ``engine`` within the service's limits."""
-    service.check_count(len(documents), field)
-
-    def submit(e: Engine) -> Future:
-        return e.submit_rerank(query, documents, _document_limit(e, query, options,
-                                                                 max_document_tokens),
-                               max_total_tokens=service.limits.max_request_tokens)
-
-    engine, future = service.submit(engine, engine.id, submit)
-    return Reranked(engine.id, service.wait(future, abandoned))
-
-
-def cross_scores(service: Service, engine: Engine, request: CompareRequest,
-                 options: RerankOptions,
-                 abandoned: Callable[[], bool] | None = None) -> tuple[str, np.ndarray, int]:
-    """A reranker's score for each (left, right) pair of a compare request: (model, scores,
-    tokens). The pairs of one left text are one rerank; all are queued before any is awaited,
-    so they share the workers' batches, and a refused group drops the others' work."""
-    service.check_count(len(request.left), request.field)
-    service.check_count(len(request.right), request.field)
-    groups: dict[int, list[int]] = {}
-    for k, (left, _) in enumerate(request.pairs):
-        groups.setdefault(left, []).append(k)
-    futures: list = []
-    scores = np.empty(len(request.pairs), dtype=np.float64)
-    tokens = 0
-    try:
-        for left, ks in groups.items():
-            documents = [request.right[request.pairs[k][1]] for k in ks]
-
-            def submit(e: Engine, query: str = request.left[left],
-                       documents: list[str] = documents) -> Future:
-                return e.submit_rerank(query, documents, options,
-                                       max_total_tokens=service.limits.max_request_tokens)
-
-            engine, future = service.submit(engine, engine.id, submit)
-            futures.append((ks, future))
-        for ks, future in futures:
-            result: RerankResult = service.wait(future, abandoned)  # type: ignore[assignment]
-            scores[ks] = result.scores
-            tokens += result.total_tokens
-    except BaseException:
-        for _, future in futures:
-            future.cancel()
-        raise
-    return engine.id, scores, tokens
-
-
-def rerank_response(request: RerankRequest, texts: list[str], reranked: Reranked,
+def rerank_response(request: RerankRequest, texts: list[str], result: RerankResult,
                     api_version: str = "2") -> RerankResponse:
-    result = reranked.result
     items = [RerankResultItem(
         index=i, relevance_score=float(result.scores[i]),
         score_type=result.score_type,  # type: ignore[arg-type]
         document=RerankedDocument(texts[i]) if request.return_documents else None,
         raw_score=None if result.logits is None else float(result.logits[i]))
-        for i in reranked.order(request.top_n)]
+        for i in ranking(result.scores, request.top_n)]
     tokens = result.total_tokens
     units = math.ceil(len(texts) / DOCUMENTS_PER_SEARCH_UNIT)
     return RerankResponse(
-        id=str(uuid.uuid4()), model=reranked.model, results=items, usage=Usage.of(tokens),
+        id=str(uuid.uuid4()), model=result.model, results=items, usage=Usage.of(tokens),
         meta=RerankMeta(RerankBilledUnits(units), RerankTokens(tokens),
                         CohereApiVersion(api_version)))
 
 
-def tei_response(request: TEIRerankRequest, reranked: Reranked) -> list[TEIRank]:
-    result = reranked.result
+def tei_response(request: TEIRerankRequest, result: RerankResult) -> list[TEIRank]:
     raw = request.raw_scores and result.logits is not None
     values = result.logits if raw else result.scores
     return [TEIRank(i, float(values[i]),  # type: ignore[index]
                     request.texts[i] if request.return_text else None)
-            for i in reranked.order()]
-
-
-def score_options(engine: Engine, dimensions: int | None, truncate_prompt_tokens: int | None,
-                  instruction: str | None) -> RerankOptions:
-    """vLLM's /score fields as a reranker's options (``dimensions`` means nothing to it)."""
-    if dimensions is not None:
-        raise InputError(f"{engine.id} is a reranker: 'dimensions' applies to embedding models "
-                         "only.", param="dimensions")
-    return RerankOptions(instruction=instruction, max_tokens=truncate_prompt_tokens)
-
-
-def score_response(model: str, scores: np.ndarray, tokens: int) -> ScoreResponse:
-    return ScoreResponse(
-        id=f"score-{uuid.uuid4().hex}", created=int(time.time()), model=model,
-        data=[ScoreItem(i, float(s)) for i, s in enumerate(scores)], usage=Usage.of(tokens))
+            for i in ranking(result.scores)]

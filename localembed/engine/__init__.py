@@ -1,4 +1,6 @@
-"""The embedding engine; see core.py for the request path."""
+"""The engine: a GGUF model run by llama.cpp (core.py: the request path), its family's
+prompts, pooling and Matryoshka rule (families.py), and how inputs and reranker pairs become
+tokens (framing.py, pairs.py)."""
 
 from localembed.engine.batcher import EngineClosed, NonFiniteOutput, Overloaded
 from localembed.engine.core import (
@@ -6,12 +8,12 @@ from localembed.engine.core import (
     EmbedOptions,
     Engine,
     InputError,
-    RerankOptions,
     RerankResult,
     WrongModelKind,
 )
 from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError, inspect_gguf
 from localembed.engine.llama import RunnerOptions, gpu_backend
+from localembed.engine.pairs import RerankOptions
 
 __all__ = [
     "EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "GGUFInfo", "InputError",

@@ -1,9 +1,11 @@
-"""The embedding engine: the one core the CLI, HTTP API, web UI and tray all call.
+"""The engine: the one core the CLI, HTTP API, web UI and tray all call.
 
-An ``Engine`` is one loaded model. It turns texts (or token ids) into the exact token sequences
-the model's family expects (task prompt, BOS/EOS/SEP, truncation that keeps those special
-tokens), hands them to the model's worker thread, and post-processes the pooled vectors
-(Matryoshka cut, normalisation) in the caller's thread.
+An ``Engine`` is one loaded model, an embedding model or a reranker. It turns texts (or token
+ids) into the exact token sequences the model's family expects (task prompt, BOS/EOS/SEP,
+truncation that keeps those special tokens), hands them to the model's worker threads, and
+post-processes the pooled outputs (Matryoshka cut, normalisation; relevance scores) in the
+caller's thread. How a reranker's (query, document) pair is framed is pairs.py's; the request
+path (validate, tokenize, enqueue, finish) is the same for both kinds and stays here.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from localembed.engine.batcher import Batcher, EngineClosed
 from localembed.engine.families import TaskError, canonical_task
-from localembed.engine.framing import PairTemplate, fit
+from localembed.engine.framing import TRUNCATE_MODES, Cut, TooLong, fit, precut
 from localembed.engine.inspect import (
     POOLING_NAMES,
     GGUFInfo,
@@ -30,12 +33,12 @@ from localembed.engine.inspect import (
     inspect_gguf,
 )
 from localembed.engine.llama import LlamaRunner, RunnerOptions
+from localembed.engine.pairs import PairError, Pairs, RerankOptions
 from localembed.engine.postprocess import finish
 from localembed.engine.probe import check_model, repack_allowed
 
-TRUNCATE_MODES = ("end", "start", "none")
-CHARS_PER_TOKEN = 128  # a generous bound on how many characters one token covers
-
+# TRUNCATE_MODES (framing's) and RerankOptions (pairs') are imported from here too: the CLI
+# and the dialects name them as the engine's.
 Input = str | Sequence[int]
 
 
@@ -65,28 +68,21 @@ class WrongModelKind(InputError):
         super().__init__(message, param="model", code="wrong_model_kind")
 
 
-@dataclass(frozen=True)
-class RerankOptions:
-    """How to score (query, document) pairs."""
-
-    instruction: str | None = None  # Qwen3-Reranker's <Instruct> (default: its web-search one)
-    truncate: str = "end"  # "end": cut the document's end (never the query or the frame); "none"
-    max_tokens: int | None = None  # a tighter per-pair limit than the model's
-
-
 @dataclass
 class RerankResult:
     """One relevance score per document, in input order.
 
     ``scores`` are in 0..1: Qwen3-Reranker's probability of "yes" (``score_type``
     "probability"), or the sigmoid of a cross-encoder's logit ("sigmoid"), whose raw logits are
-    in ``logits``.
+    in ``logits``. ``model`` is the engine's id: a request can be served by another model than
+    it named (a switch mid-request), so the answer says which one scored it.
     """
 
     scores: np.ndarray
     logits: np.ndarray | None
     tokens: list[int]
     score_type: str
+    model: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -122,10 +118,13 @@ def similarity_options(options: EmbedOptions) -> tuple[EmbedOptions, EmbedOption
 
 @dataclass
 class EmbeddingResult:
-    """Vectors in input order plus the token count of each input (for usage reporting)."""
+    """Vectors in input order, the token count of each input (for usage reporting), and the
+    engine's id: vectors are only comparable with others from the same model, and a switch
+    mid-request can serve a request on another model than it named."""
 
     vectors: np.ndarray
     tokens: list[int]
+    model: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -211,10 +210,13 @@ class Engine:
 
     @property
     def backend(self) -> str:
+        """Where the model runs ("cpu" when llama.cpp names no GPU backend)."""
         return self.runner.backend or "cpu"
 
     @property
     def kind(self) -> Kind:
+        """Embedding model or reranker: decided from the file, since one loaded model serves
+        only one of the two (see ``_require``)."""
         return self.info.kind
 
     @property
@@ -224,7 +226,7 @@ class Engine:
             return None
         return "probability" if self.runner.dimensions > 1 else "sigmoid"
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """A JSON-able summary for `info`, /v1/models and the web UI."""
         return {
             "id": self.id,
@@ -267,10 +269,11 @@ class Engine:
     # -- tokenization --------------------------------------------------------------------------
 
     def prompt(self, options: EmbedOptions) -> str:
+        """The family's prefix for the request's task; an unknown task is the caller's error."""
         try:
             return self.family.prompt(options.task, options.instruction, options.title)
         except TaskError as exc:
-            raise InputError(str(exc), param="task") from exc
+            raise InputError(str(exc), param=exc.param) from exc
 
     def prepare(self, item: Input, options: EmbedOptions = EmbedOptions(),
                 index: int = 0) -> list[int]:
@@ -279,6 +282,7 @@ class Engine:
             return self._prepare(item, options, index)
 
     def _prepare(self, item: Input, options: EmbedOptions, index: int) -> list[int]:
+        """``prepare`` for a caller already holding ``_open`` (a request tokenizes many)."""
         if options.truncate not in TRUNCATE_MODES:
             raise InputError(
                 f"truncate must be one of {', '.join(TRUNCATE_MODES)}", param="truncate"
@@ -294,7 +298,12 @@ class Engine:
         if isinstance(item, str):
             # The task prompt and the text are one string to the tokenizer (see framing).
             prefix = self.runner.normalize(self.prompt(options))
-            text = self.runner.normalize(self._cut(item, options))
+            try:
+                text = self.runner.normalize(precut(self.runner, item,
+                                                    Cut(limit, options.truncate)))
+            except TooLong as exc:
+                raise InputError(str(exc), param="input",
+                                 code="context_length_exceeded") from exc
             body = self.runner.tokenize(prefix + text, special=False)
             if len(body) > room and options.truncate != "none":
                 # "end" cuts the text's end, "start" its start (the prompt stays).
@@ -326,45 +335,16 @@ class Engine:
             tokens = [max(self.runner.eos, 0)]
         return tokens
 
-    def _cut(self, text: str, options: EmbedOptions) -> str:
-        """Drop the characters no token of the result can come from, before tokenizing.
-
-        No token spans more than CHARS_PER_TOKEN characters (whitespace runs and unknown
-        words included, in practice), so with truncation on, a 30 MB text costs what its
-        first (or last) ``limit * CHARS_PER_TOKEN`` characters cost. With truncation off, a
-        text whose first characters are already too many tokens is refused just as cheaply.
-        """
-        limit = options.max_tokens or self.max_tokens
-        keep = limit * CHARS_PER_TOKEN
-        if len(text) <= keep:
-            return text
-        if options.truncate == "none":
-            # Refuse fast: if a prefix is already too long, so is the whole text.
-            probe = self.runner.tokenize(text[:keep], special=False)
-            if len(probe) > limit + 1:
-                raise InputError(f"the input is more than {len(probe) - 1} tokens long; this "
-                                 f"request takes at most {limit}. Shorten it or set truncate "
-                                 "to 'end' or 'start'", param="input",
-                                 code="context_length_exceeded")
-            return text
-        return text[:keep] if options.truncate == "end" else text[-keep:]
-
-    def tokenize(self, text: str, options: EmbedOptions = EmbedOptions()) -> list[int]:
-        return self.prepare(text, options)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        with self._open():
-            return self.runner.detokenize(list(tokens))
-
     # -- embedding -----------------------------------------------------------------------------
 
     def _check(self, options: EmbedOptions) -> int:
+        """The output size, with the task checked too: both are refused before any input is
+        tokenized, each naming its own field (the error says which)."""
         try:
             canonical_task(options.task)
             return self.family.check_dimensions(options.dimensions, self.dimensions)
         except TaskError as exc:
-            param = "task" if "task" in str(exc) else "dimensions"
-            raise InputError(str(exc), param=param) from exc
+            raise InputError(str(exc), param=exc.param) from exc
 
     def submit(self, inputs: Sequence[Input], options: EmbedOptions = EmbedOptions(),
                max_total_tokens: int | None = None) -> Future:
@@ -381,7 +361,7 @@ class Engine:
             return self._enqueue(
                 sequences, max_total_tokens, "input",
                 lambda pooled, counts: EmbeddingResult(
-                    finish(pooled, dimensions, options.normalize), counts))
+                    finish(pooled, dimensions, options.normalize), counts, self.id))
 
     def _enqueue(self, sequences: list[list[int]], max_total_tokens: int | None, param: str,
                  make: Callable[[np.ndarray, list[int]], object]) -> Future:
@@ -440,6 +420,8 @@ class Engine:
     # -- reranking -----------------------------------------------------------------------------
 
     def _require(self, kind: Kind) -> None:
+        """Refuse work for the other kind of model by name: a reranker's outputs are scores,
+        not vectors, and an embedding model has no head to score with."""
         if self.kind == kind:
             return
         if kind == Kind.EMBEDDING:
@@ -449,89 +431,26 @@ class Engine:
         raise WrongModelKind(f"{self.id} is an embedding model, not a reranker; choose a "
                              "reranker model (such as Qwen3-Reranker) to rerank")
 
-    def _pair_template(self, options: RerankOptions) -> PairTemplate:
-        """The family's pair prompt (with the caller's instruction), else the GGUF's own,
-        else the cross-encoder frame BOS query EOS SEP document EOS as llama.cpp's server
-        builds it from the tokenizer's flags."""
-        family_template = self.family.rerank_template
-        template = self.info.rerank_template
-        instruction = options.instruction or ""
-        if family_template is not None and (options.instruction or template is None):
-            template = family_template
-            instruction = options.instruction or self.family.rerank_instruction or ""
-        elif template is not None and options.instruction and "{instruction}" not in template:
-            raise InputError("this reranker takes no instruction", param="instruction")
-        if template is None:
-            if options.instruction:
-                raise InputError("this reranker takes no instruction", param="instruction")
-            r = self.runner
-            eos = r.eos if r.eos >= 0 else r.sep
-            return PairTemplate.frame(head=[r.bos] if r.adds["bos"] else [],
-                                      middle=([eos] if r.adds["eos"] else [])
-                                      + ([r.sep] if r.adds["sep"] else []),
-                                      tail=[eos] if r.adds["eos"] else [],
-                                      segment_b=self.info.segment_b_offset or 0)
-        return PairTemplate.parse(self.runner, template, self.runner.normalize(instruction))
+    def _pairs(self, query: str, documents: Sequence[str],
+               options: RerankOptions) -> list[list[int]]:
+        """The tokens of each (query, document) pair, for a caller holding ``_open``; a pair
+        refused by pairs.py is the caller's InputError, its param and code kept."""
+        try:
+            pairs = Pairs.prepare(self.runner, self.info, query, options)
+            return [pairs.tokens(document, i) for i, document in enumerate(documents)]
+        except PairError as exc:
+            raise InputError(str(exc), param=exc.param, code=exc.code) from exc
 
     def prepare_pair(self, query: str, document: str,
-                     options: RerankOptions = RerankOptions()) -> list[int]:
+                     options: RerankOptions = RerankOptions(),  # noqa: B008 - frozen
+                     ) -> list[int]:
         """The exact tokens the reranker sees for one (query, document) pair."""
         self._require(Kind.RERANKER)
         with self._open():
-            template = self._pair_template(options)
-            query = self._check_query(template, query, options)
-            return self._pair(template, query, document, options, 0)
-
-    def _limit(self, options: RerankOptions) -> int:
-        if options.truncate not in ("end", "none"):
-            raise InputError("truncate must be 'end' or 'none' for reranking", param="truncate")
-        if options.max_tokens is None:
-            return self.max_tokens
-        if not 0 < options.max_tokens <= self.max_tokens:
-            raise InputError(f"the token limit must be between 1 and {self.max_tokens} for "
-                             "this model", param="max_tokens")
-        return options.max_tokens
-
-    def _check_query(self, template: PairTemplate, query: str, options: RerankOptions) -> str:
-        """The query, refused when it leaves no room for a document (it is never cut)."""
-        if not isinstance(query, str) or not query.strip():
-            raise InputError("query must be a non-empty string", param="query")
-        limit = self._limit(options)
-        query = self.runner.normalize(self._cut(query, EmbedOptions(truncate="none",
-                                                                     max_tokens=limit)))
-        tokens = template.tokens(self.runner, query, "")
-        if len(tokens) >= limit:
-            raise InputError(f"the query with the reranker's prompt is {len(tokens)} tokens "
-                             f"long; it leaves no room for a document within {limit} tokens",
-                             param="query", code="context_length_exceeded")
-        return query
-
-    def _pair(self, template: PairTemplate, query: str, document: str,
-              options: RerankOptions, index: int) -> list[int]:
-        if not isinstance(document, str):
-            raise InputError(f"document {index} is not a string", param="documents")
-        limit = self._limit(options)
-        cut = EmbedOptions(truncate="end" if options.truncate == "end" else "none",
-                           max_tokens=limit)
-        try:
-            text = self.runner.normalize(self._cut(document, cut))
-        except InputError as exc:  # far too long: refused before tokenizing all of it
-            raise InputError(f"document {index} is longer than this reranker takes ({limit} "
-                             "tokens with the query). Shorten it or allow truncation",
-                             param="documents", code="context_length_exceeded") from exc
-        if options.truncate == "none":
-            tokens = template.tokens(self.runner, query, text)
-            if len(tokens) > limit:
-                raise InputError(
-                    f"document {index} with the query is {len(tokens)} tokens long; this "
-                    f"reranker takes at most {limit}. Shorten it or allow truncation",
-                    param="documents", code="context_length_exceeded")
-            return tokens
-        # The document's end goes; the query and the frame stay whole.
-        return template.tokens(self.runner, query, text, limit)
+            return self._pairs(query, [document], options)[0]
 
     def submit_rerank(self, query: str, documents: Sequence[str],
-                      options: RerankOptions = RerankOptions(),
+                      options: RerankOptions = RerankOptions(),  # noqa: B008 - frozen
                       max_total_tokens: int | None = None) -> Future:
         """Queue (query, document) pairs for scoring; the future yields a ``RerankResult``.
 
@@ -541,10 +460,7 @@ class Engine:
         if not documents:
             raise InputError("documents must hold at least one document", param="documents")
         with self._open():
-            template = self._pair_template(options)
-            query = self._check_query(template, query, options)
-            sequences = [self._pair(template, query, doc, options, i)
-                         for i, doc in enumerate(documents)]
+            sequences = self._pairs(query, documents, options)
             return self._enqueue(sequences, max_total_tokens, "documents", self._relevance)
 
     def _relevance(self, pooled: np.ndarray, counts: list[int]) -> RerankResult:
@@ -554,10 +470,11 @@ class Engine:
         if score_type == "probability":
             labels = self.runner.labels
             yes = labels.index("yes") if "yes" in labels else 0
-            return RerankResult(pooled[:, yes].astype(np.float32), None, counts, score_type)
+            return RerankResult(pooled[:, yes].astype(np.float32), None, counts, score_type,
+                                self.id)
         logits = pooled[:, 0].astype(np.float32)
         scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-        return RerankResult(scores, logits, counts, score_type)
+        return RerankResult(scores, logits, counts, score_type, self.id)
 
     def rerank(self, query: str, documents: Sequence[str],
                options: RerankOptions | None = None, timeout: float | None = None,
@@ -582,6 +499,7 @@ class Engine:
 
     @property
     def closed(self) -> bool:
+        """Whether the model has been unloaded: work submitted now fails with EngineClosed."""
         return self._closed
 
     def __enter__(self) -> Engine:

@@ -23,6 +23,9 @@ TASKS = (
     "query", "document", "similarity", "classification", "clustering", "code", "qa",
     "fact_check", "summarization",
 )
+# What a person reads for each task (the web UI's choices); a task without one is its name.
+TASK_LABELS = MappingProxyType({**{task: task for task in TASKS}, "qa": "question answering",
+                                "fact_check": "fact checking"})
 TASK_ALIASES = {
     "search_query": "query",
     "retrieval.query": "query",
@@ -43,7 +46,12 @@ WEB_SEARCH_INSTRUCTION = (
 
 
 class TaskError(ValueError):
-    """An unknown task name or an option the family does not support."""
+    """An unknown task name or an option the family does not support; ``param`` names the
+    request field at fault ("task", "dimensions"), so callers need not read the message."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 def canonical_task(task: str | None) -> str | None:
@@ -53,7 +61,7 @@ def canonical_task(task: str | None) -> str | None:
     key = task.strip().lower().replace("-", "_")
     key = TASK_ALIASES.get(key, key)
     if key not in TASKS:
-        raise TaskError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        raise TaskError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}", "task")
     return key
 
 
@@ -153,6 +161,12 @@ class Family:
             return list(range(full, self.matryoshka_min - 1, -1))
         return None
 
+    def trained_dimensions(self, full: int) -> list[int] | None:
+        """The sizes to list for a client: the trained ones. A range (``matryoshka_min`` up to
+        ``full``) is None here and described by its bounds: listing its every size (993 for
+        Qwen3-Embedding-0.6B) would say nothing more."""
+        return self.dimensions(full) if self.matryoshka_min is None else None
+
     def check_dimensions(self, requested: int | None, full: int) -> int:
         """The output size for ``requested``, or a TaskError saying what is allowed."""
         if requested is None or requested == full:
@@ -161,13 +175,14 @@ class Family:
         if allowed is None:
             raise TaskError(
                 f"this model was not trained for Matryoshka truncation; "
-                f"dimensions must be {full}"
+                f"dimensions must be {full}", "dimensions"
             )
         if requested not in allowed:
             if self.matryoshka_min is not None:
-                raise TaskError(f"dimensions must be between {self.matryoshka_min} and {full}")
+                raise TaskError(f"dimensions must be between {self.matryoshka_min} and {full}",
+                                "dimensions")
             choices = ", ".join(str(d) for d in allowed)
-            raise TaskError(f"dimensions must be one of {choices}")
+            raise TaskError(f"dimensions must be one of {choices}", "dimensions")
         return requested
 
     def missing_tensors(self, tensor_names: set[str] | frozenset[str]) -> tuple[str, ...]:

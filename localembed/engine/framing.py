@@ -1,5 +1,8 @@
 """The exact tokens of a prompt built around user text: task prompts and reranker pairs.
 
+Also where user text is cut: first by characters (``precut``, so a 30 MB text is never
+tokenized whole), then at a token boundary (``fit``, ``PairTemplate.tokens``).
+
 A byte-level BPE (Qwen3's 151k vocabulary) merges across any seam in a string: in
 "What is graphene?\\n<Document>" the tokenizer makes ``?\\n`` one token (5267), while the query
 and the template tokenized apart give ``?`` (30) and ``\\n`` (198), and the model then scores a
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 SLOTS = ("{query}", "{document}")
+TRUNCATE_MODES = ("end", "start", "none")
+CHARS_PER_TOKEN = 128  # a generous bound on how many characters one token covers
 
 
 class Tokenizer(Protocol):
@@ -59,6 +64,46 @@ def fit(tokenizer: Tokenizer, before: str, text: str, after: str, room: int,
         if len(tokens) <= room or not cut:
             return tokens
         want -= len(tokens) - room  # a merge at the cut or the seam: give back the excess
+
+
+@dataclass(frozen=True)
+class Cut:
+    """How one text may be truncated, whatever it is (an input to embed, a rerank query or
+    document): a text and the request it came in are separate things, so a cut is not
+    described by borrowing some request's options."""
+
+    limit: int  # tokens the text may take, at most
+    truncate: str = "end"  # one of TRUNCATE_MODES: which end goes past the limit, or none
+
+
+class TooLong(ValueError):
+    """A text refused before it is tokenized whole; each caller words it for its field."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the input is more than {tokens} tokens long; this request takes at "
+                         f"most {limit}. Shorten it or set truncate to 'end' or 'start'")
+        self.tokens = tokens
+        self.limit = limit
+
+
+def precut(tokenizer: Tokenizer, text: str, cut: Cut) -> str:
+    """``text`` without the characters that no token within ``cut.limit`` can come from.
+
+    No token spans more than CHARS_PER_TOKEN characters (whitespace runs and unknown words
+    included, in practice), so with truncation on, a 30 MB text costs what its first (or last)
+    ``limit * CHARS_PER_TOKEN`` characters cost. With truncation off, a text whose first
+    characters are already too many tokens is refused (TooLong) just as cheaply.
+    """
+    keep = cut.limit * CHARS_PER_TOKEN
+    if len(text) <= keep:
+        return text
+    if cut.truncate == "none":
+        # Refuse fast: if a prefix is already too long, so is the whole text.
+        probe = tokenizer.tokenize(text[:keep], special=False)
+        if len(probe) > cut.limit + 1:
+            raise TooLong(len(probe) - 1, cut.limit)
+        return text
+    return text[:keep] if cut.truncate == "end" else text[-keep:]
 
 
 @dataclass(frozen=True)

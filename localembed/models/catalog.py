@@ -4,14 +4,17 @@ Entries with a pinned revision and sha256 are verified against those; the others
 ``pinned=False``) track the repository's main branch and are verified against the sha256 the hub
 reports for the file (its LFS ETag), so a download is always checked against something.
 
-Each entry has a ``kind``: "embedding" (vectors) or "reranker" (a relevance score per (query,
-document) pair, no vectors), so lists can say which models answer which requests.
+Each entry has a ``kind`` (``engine.Kind``: vectors, or a relevance score per (query, document)
+pair), so lists can say which models answer which requests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import msgspec
+
+from localembed.engine.inspect import Kind
 from localembed.models.starter import STARTER_ID
 
 
@@ -30,27 +33,32 @@ class Source:
         return self.revision != "main" and self.sha256 is not None
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
-    """A model that can be pulled: its first source, then fallbacks tried in order."""
+class ModelFacts(msgspec.Struct, kw_only=True, frozen=True):
+    """What the catalog knows of a model before it is pulled, shared by its entries and by
+    the listing every face shows."""
 
     id: str
-    repo: str
-    filename: str
     family: str
     dimensions: int | None  # None for rerankers: they make no vectors
     context: int
     license: str
     description: str
     quantization: str
+    kind: Kind = Kind.EMBEDDING
+    aliases: tuple[str, ...] = ()
+    recommended: bool = False
+
+
+class CatalogEntry(ModelFacts, kw_only=True, frozen=True):
+    """A model that can be pulled: its first source, then fallbacks tried in order."""
+
+    repo: str
+    filename: str
     revision: str = "main"
     sha256: str | None = None
     size: int | None = None
-    aliases: tuple[str, ...] = field(default=())
-    recommended: bool = False
     # Other published copies, tried when the first is missing or would be refused at load.
-    fallbacks: tuple[Source, ...] = field(default=())
-    kind: str = "embedding"  # or "reranker"
+    fallbacks: tuple[Source, ...] = ()
 
     @property
     def pinned(self) -> bool:
@@ -86,7 +94,7 @@ def _qwen_reranker(params: str, quant: str, approx: str, repo: str, filename: st
         id=f"qwen3-reranker-{params.lower()}-{quant.lower()}", repo=repo, filename=filename,
         family="qwen3", dimensions=None, context=32768, license="apache-2.0",
         description=_QWEN_RERANK_DESC.format(size=params) + f" {quant}, about {approx}.",
-        quantization=quant, kind="reranker",
+        quantization=quant, kind=Kind.RERANKER,
         aliases=(*aliases, f"qwen3-reranker-{params.lower()}"), **kw)  # type: ignore[arg-type]
 
 
@@ -181,7 +189,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         family="bert", dimensions=None, context=8192, license="apache-2.0",
         description="BAAI bge-reranker-v2-m3: a multilingual XLM-RoBERTa cross-encoder, fast, "
                     "8k context; scores are the sigmoid of its logit. Q8_0, about 636 MB.",
-        quantization="Q8_0", kind="reranker", aliases=("bge-reranker-v2-m3", "bge-reranker"),
+        quantization="Q8_0", kind=Kind.RERANKER, aliases=("bge-reranker-v2-m3", "bge-reranker"),
         fallbacks=(Source("klnstpr/bge-reranker-v2-m3-Q8_0-GGUF",
                           "bge-reranker-v2-m3-q8_0.gguf"),),
     ),
@@ -210,21 +218,27 @@ def is_builtin(name: str) -> bool:
     return name.strip().lower() == STARTER_ID
 
 
-def listing(installed: set[str]) -> list[dict]:
-    """Every model the catalog offers, the built-in starter first, as the CLI's `ls --catalog`
-    and the web UI's GET /v1/catalog both show them (one list, so they cannot disagree)."""
+class Listed(ModelFacts, kw_only=True, frozen=True):
+    """A catalog model as the CLI's `ls --catalog` and GET /v1/catalog both show it (one
+    struct, served and documented as it is, so they cannot disagree)."""
+
+    installed: bool
+    repo: str | None = None
+    filename: str | None = None
+    size_bytes: int | None = None
+    pinned: bool = False
+    builtin: bool = False
+
+
+def listing(installed: set[str]) -> list[Listed]:
+    """Every model the catalog offers, the built-in starter first."""
     from localembed.models.starter import starter_path
 
     starter = starter_path()
-    rows: list[dict] = [{
-        **STARTER, "kind": "embedding", "repo": None, "filename": None,
-        "size_bytes": starter.stat().st_size if starter.is_file() else None, "pinned": False,
-        "recommended": False, "builtin": True, "aliases": [], "installed": True}]
+    rows = [Listed(**STARTER, size_bytes=starter.stat().st_size if starter.is_file() else None,
+                   builtin=True, installed=True)]
     for e in CATALOG:
-        rows.append({
-            "id": e.id, "kind": e.kind, "family": e.family, "dimensions": e.dimensions,
-            "context": e.context, "license": e.license, "description": e.description,
-            "quantization": e.quantization, "repo": e.repo, "filename": e.filename,
-            "size_bytes": e.size, "pinned": e.pinned, "recommended": e.recommended,
-            "builtin": False, "aliases": list(e.aliases), "installed": e.id in installed})
+        facts = {name: getattr(e, name) for name in ModelFacts.__struct_fields__}
+        rows.append(Listed(**facts, repo=e.repo, filename=e.filename, size_bytes=e.size,
+                           pinned=e.pinned, installed=e.id in installed))
     return rows

@@ -25,9 +25,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import msgspec
 from filelock import FileLock
 
 from localembed.config.paths import models_dir
@@ -49,13 +50,18 @@ class PullCancelled(PullError):
     """The user cancelled; the partial file stays for a later resume."""
 
 
-@dataclass
-class Progress:
-    """The state of one pull, safe to serialise for the API."""
+Status = Literal["queued", "checking", "downloading", "verifying", "done", "error",
+                 "cancelled"]
+FINAL: tuple[Status, ...] = ("done", "error", "cancelled")  # a pull in these has ended
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """The state of one pull: what the API answers (``GET /v1/pull/{id}``, its events) and the
+    CLI's bar shows. Changed through ``PullTask.update``, which keeps ``percent``."""
 
     model: str
-    status: str = "queued"  # queued, checking, downloading, verifying, done, error, cancelled
-    downloaded: int = 0
+    status: Status
+    downloaded: int
     total: int | None = None
     resumed_from: int = 0
     speed: float = 0.0  # bytes per second, smoothed
@@ -63,24 +69,23 @@ class Progress:
     error: str | None = None
     source: str | None = None  # the hub repository being downloaded from
     notice: str | None = None  # why an earlier source was passed over, if one was
-    started: float = field(default_factory=time.time)
+    started: float = msgspec.field(default_factory=time.time)
     finished: float | None = None
+    percent: float
 
-    @property
-    def percent(self) -> float:
+    def measure(self) -> None:
+        """Set ``percent`` from the bytes downloaded."""
         if not self.total:
-            return 100.0 if self.status == "done" else 0.0
-        return round(100.0 * self.downloaded / self.total, 2)
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "percent": self.percent}
+            self.percent = 100.0 if self.status == "done" else 0.0
+        else:
+            self.percent = round(100.0 * self.downloaded / self.total, 2)
 
 
 class PullTask:
     """One pull's progress, listeners and cancel switch, shared between threads."""
 
     def __init__(self, model: str) -> None:
-        self.progress = Progress(model)
+        self.progress = Progress(model=model, status="queued", downloaded=0, percent=0.0)
         self.cancelled = threading.Event()
         self.changed = threading.Condition()
         self._listeners: list[Callable[[Progress], None]] = []
@@ -93,6 +98,7 @@ class PullTask:
         with self.changed:
             for key, value in fields.items():
                 setattr(self.progress, key, value)
+            self.progress.measure()
             self.changed.notify_all()
         for callback in self._listeners:
             callback(self.progress)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from localembed.config.paths import models_dir
 from localembed.models.catalog import STARTER, lookup
-from localembed.models.defaults import default_model_id
+from localembed.models.description import ModelDescription, modified
 from localembed.models.starter import STARTER_ID, StarterMissing, ensure_starter
 
 if TYPE_CHECKING:
@@ -63,10 +63,9 @@ def installed() -> list[str]:
 
 
 
-def resolve(name: str | None, allow_path: bool = False) -> tuple[str, Path]:
-    """(id, path) for a model id, or for a .gguf path when ``allow_path`` (CLI only)."""
-    if name is None or name == "default":
-        name = default_model_id()
+def resolve(name: str, allow_path: bool = False) -> tuple[str, Path]:
+    """(id, path) for a model id, or for a .gguf path when ``allow_path`` (CLI only); the
+    default model is named by ``models.defaults`` first."""
     if name == STARTER_ID:
         try:
             return STARTER_ID, ensure_starter()
@@ -90,33 +89,27 @@ def resolve(name: str | None, allow_path: bool = False) -> tuple[str, Path]:
     return name, path
 
 
-def describe(model_id: str) -> dict:
-    """What `ls`, /v1/models and the web UI show about an installed model (no loading)."""
+def describe(model_id: str) -> ModelDescription:
+    """What `ls`, /v1/models and the web UI show about an installed model (no loading); a file
+    that cannot be served is described with its ``error``."""
     from localembed.engine.inspect import ModelLoadError, inspect_gguf
 
     _, path = resolve(model_id)
-    info: dict = {"id": model_id, "path": str(path), "size_bytes": path.stat().st_size,
-                  "modified": path.stat().st_mtime}
+    facts: dict = {"modified": modified(path)}
     entry = lookup(model_id)
     if entry:
-        info.update(description=entry.description, license=entry.license, repo=entry.repo)
+        facts.update(description=entry.description, license=entry.license, repo=entry.repo)
     elif model_id == STARTER_ID:
-        info.update(description=STARTER["description"], license=STARTER["license"])
+        facts.update(description=STARTER["description"], license=STARTER["license"])
     meta = models_dir() / f"{model_id}.json"
     if meta.exists():
-        info["source"] = json.loads(meta.read_text())
+        facts["source"] = json.loads(meta.read_text())
     try:
-        gguf = inspect_gguf(path)
+        info = inspect_gguf(path)
     except ModelLoadError as exc:
-        info["error"] = str(exc)
-        return info
-    embedding = gguf.kind == "embedding"
-    info.update(kind=gguf.kind, family=gguf.family.name, architecture=gguf.arch,
-                quantization=gguf.file_type,
-                dimensions=gguf.hidden if embedding else None, context_length=gguf.context,
-                max_seq_length=gguf.max_seq_length,
-                matryoshka_dimensions=gguf.family.dimensions(gguf.hidden) if embedding else None)
-    return info
+        return ModelDescription(id=model_id, path=str(path), size_bytes=path.stat().st_size,
+                                error=str(exc), **facts)
+    return ModelDescription.of(model_id, info, **facts)
 
 
 def remove(model_id: str) -> None:

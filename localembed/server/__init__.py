@@ -1,4 +1,5 @@
-"""The HTTP API: flask views over the engine, served by waitress."""
+"""The HTTP API: flask views over the dialects and the service, served by waitress; each route
+is declared once (routes.py), for flask and the OpenAPI document."""
 
 from localembed.server.app import create_app, make_server, server_url
 

@@ -10,15 +10,20 @@ import logging
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, g, request
+import msgspec
+from flask import Flask, Response, current_app, g, request
 
 from localembed import __version__
+from localembed.config.network import url_host
 from localembed.config.settings import ServerConfig
 from localembed.dialects.tokenids import Decoder, local_cl100k
-from localembed.server import cohere, manage, ollama, openai, rerank, security, webui
+from localembed.engine.families import TASK_LABELS
+from localembed.server import cohere, local, manage, ollama, openai, rerank, security, webui
+from localembed.server.body import reply
 from localembed.server.errors import register_error_handlers
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
+from localembed.server.routes import READ_ERRORS, Blueprint, undeclared
 from localembed.server.serving import Server, make_waitress_server
 from localembed.server.state import ServerState, state
 from localembed.service.registry import Registry
@@ -28,30 +33,56 @@ log = logging.getLogger("localembed.server")
 misc = Blueprint("misc", __name__)
 
 
-@misc.get("/v1/info")
-def info() -> dict:
-    return {"name": "localembed", "version": __version__, "openapi": "/openapi.json",
-            "embeddings": "/v1/embeddings", "playground": "/"}
+class Task(msgspec.Struct):
+    """A task the embedding routes take (``"task"``), with what a person reads for it."""
+
+    id: str
+    label: str
 
 
-@misc.get("/health")
-def health() -> dict:
+class Info(msgspec.Struct):
+    name: str
+    version: str
+    openapi: str
+    embeddings: str
+    playground: str
+    tasks: list[Task]
+
+
+class Health(msgspec.Struct):
+    status: str
+    version: str
+    model: str
+    backend: str
+    loaded: list[str]
+
+
+@misc.operation("get", "/v1/info", "Server name, pointers and the tasks it knows", Info,
+                errors=READ_ERRORS)
+def info() -> Response:
+    tasks = [Task(task, label) for task, label in TASK_LABELS.items()]
+    return reply(Info("localembed", __version__, "/openapi.json", "/v1/embeddings", "/", tasks))
+
+
+@misc.operation("get", "/health", "Liveness: default model and backend (no API key needed)",
+                Health, errors=(403, 500))
+def health() -> Response:
     registry = state().registry
     engine = registry.default
-    return {"status": "ok", "version": __version__, "model": engine.id,
-            "backend": engine.backend, "loaded": [e.id for e in registry.loaded()]}
+    return reply(Health("ok", __version__, engine.id, engine.backend,
+                        [e.id for e in registry.loaded()]))
 
 
-@misc.get("/metrics")
+@misc.operation("get", "/metrics", "Prometheus metrics", "text/plain", errors=READ_ERRORS)
 def metrics() -> Response:
     st = state()
     text = st.metrics.render(st.registry.loaded())
     return Response(text, mimetype="text/plain; version=0.0.4")
 
 
-@misc.get("/openapi.json")
-def openapi() -> dict:
-    return openapi_document()
+@misc.operation("get", "/openapi.json", "This document", dict, errors=READ_ERRORS)
+def openapi() -> Response:
+    return reply(openapi_document(current_app))
 
 
 def create_app(config: ServerConfig | None = None, registry: Registry | None = None,
@@ -74,11 +105,15 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     register_error_handlers(app)
     app.register_blueprint(misc)
     app.register_blueprint(openai.bp)
+    app.register_blueprint(local.bp)
     app.register_blueprint(ollama.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(cohere.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(webui.bp)
+    missing = undeclared(app)
+    if missing:  # each route is declared once, with its operation (server/routes.py)
+        raise RuntimeError(f"routes served but not declared: {', '.join(missing)}")
 
     @app.before_request
     def start_timer() -> None:
@@ -103,6 +138,4 @@ def make_server(app: Flask, config: ServerConfig) -> Server:
 
 
 def server_url(server) -> str:  # type: ignore[no-untyped-def]
-    host = server.effective_host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{server.effective_port}"
+    return f"http://{url_host(server.effective_host)}:{server.effective_port}"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Response
 
 from localembed.dialects import cohere
 from localembed.server.body import body, client_gone, reply
+from localembed.server.routes import Blueprint
 from localembed.server.state import state
 
 bp = Blueprint("cohere", __name__)
 
 
-@bp.post("/v2/embed")
+@bp.operation("post", "/v2/embed", "Create embeddings (Cohere Embed v2)",
+              cohere.CohereEmbedResponse, cohere.CohereEmbedRequest)
 def embed() -> Response:
     st = state()
     request = body(cohere.CohereEmbedRequest)

@@ -15,7 +15,8 @@ import errno
 import logging
 import uuid
 
-from flask import Flask, Response, g, jsonify, request
+import msgspec
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from localembed.engine import EngineClosed, InputError, ModelLoadError, NonFiniteOutput, Overloaded
@@ -35,8 +36,40 @@ _TYPES = {
     429: "rate_limit_error",
     499: "invalid_request_error",
 }
-_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
-          415: "unsupported_media_type"}
+_CODES = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+_encoder = msgspec.json.Encoder()
+
+
+class Error(msgspec.Struct):
+    """OpenAI's error object (every route but /api/* and /v2/*)."""
+
+    error: ErrorBody
+
+
+class ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OllamaError(msgspec.Struct):
+    error: str
+
+
+class CohereError(msgspec.Struct):
+    id: str
+    message: str
+
+
+class TEIError(msgspec.Struct):
+    """Hugging Face TEI's error (/rerank with a TEI body)."""
+
+    error: str
+    error_type: str
+
+
+ErrorShape = Error | OllamaError | CohereError | TEIError
 
 
 class APIError(Exception):
@@ -55,6 +88,11 @@ class APIError(Exception):
                                         "invalid_request_error")
 
 
+def body_too_large() -> APIError:
+    """A body over the size limit, refused by flask or, from its Content-Length, by waitress."""
+    return APIError(413, "Request body too large", code="request_too_large")
+
+
 def printable(text: str, limit: int = 200) -> str:
     """User-controlled text made safe for a log line: control characters escaped, so a
     request cannot forge log entries with newlines."""
@@ -63,6 +101,16 @@ def printable(text: str, limit: int = 200) -> str:
 
 def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/")
+
+
+def error_shape(path: str) -> type[Error | OllamaError | CohereError]:
+    """The error type of the dialect a path belongs to: Ollama's (/api/*), Cohere's (/v2/*),
+    else OpenAI's. The answers and the OpenAPI document both follow it."""
+    if is_ollama_path(path):
+        return OllamaError
+    if path.startswith("/v2/"):
+        return CohereError
+    return Error
 
 
 # TEI's error_type for a status: its clients read the message and the type.
@@ -74,22 +122,22 @@ def use_error_shape(shape: str) -> None:
     g.error_shape = shape
 
 
-def error_body(path: str, error: APIError, shape: str | None = None) -> dict:
+def error_body(path: str, error: APIError, shape: str | None = None) -> ErrorShape:
     """The error in the shape the dialect of ``path`` (or the request's ``shape``) uses."""
     if shape == "tei":
         kind = _TEI_TYPES.get(error.status, "Backend" if error.status >= 500 else "Validation")
-        return {"error": error.message, "error_type": kind}
-    if is_ollama_path(path):
-        return {"error": error.message}
-    if path.startswith("/v2/"):  # Cohere
-        return {"id": str(uuid.uuid4()), "message": error.message}
-    return {"error": {"message": error.message, "type": error.type, "param": error.param,
-                      "code": error.code}}
+        return TEIError(error.message, kind)
+    kind = error_shape(path)
+    if kind is OllamaError:
+        return OllamaError(error.message)
+    if kind is CohereError:
+        return CohereError(str(uuid.uuid4()), error.message)
+    return Error(ErrorBody(error.message, error.type, error.param, error.code))
 
 
 def error_response(error: APIError) -> Response:
-    response = jsonify(error_body(request.path, error, g.get("error_shape")))
-    response.status_code = error.status
+    body = _encoder.encode(error_body(request.path, error, g.get("error_shape")))
+    response = Response(body, status=error.status, mimetype="application/json")
     response.headers.update(error.headers)
     return response
 
@@ -101,7 +149,7 @@ def _from_http(exc: HTTPException) -> APIError:
     elif status == 405:
         message = f"Method {request.method} is not allowed for {request.path}"
     elif status == 413:
-        message = "Request body too large"
+        return body_too_large()
     else:
         message = exc.description or exc.name
     return APIError(status, message, code=_CODES.get(status))

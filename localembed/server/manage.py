@@ -11,14 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, request, stream_with_context
+import msgspec
+from flask import Response, request, stream_with_context
 
-from localembed.config.settings import save_setting
-from localembed.dialects import manage
+from localembed.dialects import manage, openai
 from localembed.engine.inspect import ModelLoadError
 from localembed.models.catalog import listing
 from localembed.models.convert import ConversionError
-from localembed.models.pull import PullError
+from localembed.models.description import ModelDescription
+from localembed.models.pull import FINAL, PullError
 from localembed.models.store import (
     ModelNotFound,
     StoreError,
@@ -30,33 +31,33 @@ from localembed.models.store import (
 )
 from localembed.server.body import body, client_gone, reply
 from localembed.server.errors import APIError
-from localembed.server.openai import model_card
+from localembed.server.routes import READ_ERRORS, Blueprint
 from localembed.server.state import state
 
 bp = Blueprint("manage", __name__)
 
-FINAL = ("done", "error", "cancelled")
 
-
-@bp.get("/v1/catalog")
+@bp.operation("get", "/v1/catalog", "Models that can be pulled, and the starter model",
+              manage.Catalog, errors=READ_ERRORS)
 def catalog() -> Response:
-    rows = listing(set(installed()))
-    return reply(manage.Catalog([manage.CatalogEntry(**row) for row in rows]))
+    return reply(manage.Catalog(listing(set(installed()))))
 
 
-@bp.post("/v1/pull")
+@bp.operation("post", "/v1/pull", "Start downloading a catalog model (202; 200 if already "
+              "running)", manage.Progress, manage.PullBody, ok=(202, 200))
 def start_pull() -> Response:
     name = _valid(body(manage.PullBody).model)
     try:
         task, started = state().pulls.start(name)
     except PullError as exc:
         raise APIError(404, str(exc), param="model", code="model_not_found") from exc
-    return reply(task.progress.as_dict(), 202 if started else 200)
+    return reply(task.progress, 202 if started else 200)
 
 
-@bp.get("/v1/pull")
-def list_pulls() -> dict:
-    return {"object": "list", "data": [t.progress.as_dict() for t in state().pulls.all()]}
+@bp.operation("get", "/v1/pull", "Pulls started in this session", manage.ProgressList,
+              errors=READ_ERRORS)
+def list_pulls() -> Response:
+    return reply(manage.ProgressList([t.progress for t in state().pulls.all()]))
 
 
 def _task(model_id: str):  # type: ignore[no-untyped-def]
@@ -66,15 +67,17 @@ def _task(model_id: str):  # type: ignore[no-untyped-def]
     return task
 
 
-@bp.get("/v1/pull/<model_id>")
-def get_pull(model_id: str) -> dict:
-    return _task(model_id).progress.as_dict()
+@bp.operation("get", "/v1/pull/<model_id>", "One pull's progress", manage.Progress,
+              errors=(401, 403, 404, 500))
+def get_pull(model_id: str) -> Response:
+    return reply(_task(model_id).progress)
 
 
-@bp.delete("/v1/pull/<model_id>")
-def cancel_pull(model_id: str) -> dict:
+@bp.operation("delete", "/v1/pull/<model_id>", "Cancel a pull (the partial file is kept)",
+              manage.Progress, errors=(401, 403, 404, 500))
+def cancel_pull(model_id: str) -> Response:
     task = state().pulls.cancel(model_id) or _task(model_id)
-    return task.progress.as_dict()
+    return reply(task.progress)
 
 
 # Event streams hold an HTTP thread each: at most this many at once, each for at most
@@ -85,7 +88,13 @@ STREAM_SECONDS = 60.0
 _streams = threading.BoundedSemaphore(MAX_STREAMS)
 
 
-@bp.get("/v1/pull/<model_id>/events")
+def _event(progress: manage.Progress) -> str:
+    """A pull's progress as an event's data (in json.dumps' spelling, as always)."""
+    return json.dumps(msgspec.to_builtins(progress))
+
+
+@bp.operation("get", "/v1/pull/<model_id>/events", "Server-sent events with the pull's "
+              "progress until it ends", "text/event-stream", errors=(401, 403, 404, 500))
 def pull_events(model_id: str) -> Response:
     """Server-sent events: the pull's progress on every change until it ends."""
     task = _task(model_id)
@@ -101,10 +110,10 @@ def pull_events(model_id: str) -> Response:
             last = None
             while time.monotonic() < deadline and not (gone is not None and gone()):
                 with task.changed:
-                    snapshot = json.dumps(task.progress.as_dict())
+                    snapshot = _event(task.progress)
                     if snapshot == last:
                         task.changed.wait(timeout=0.5)
-                        snapshot = json.dumps(task.progress.as_dict())
+                        snapshot = _event(task.progress)
                 if snapshot != last:
                     yield f"data: {snapshot}\n\n"
                     last = snapshot
@@ -125,6 +134,16 @@ def _valid(model_id: str) -> str:
         raise APIError(400, str(exc), param="model", code="invalid_value") from exc
 
 
+def _card(model_id: str) -> Response:
+    """The model as it is after the operation; one unloaded after its file vanished is gone
+    from the lists, and answered with its id alone."""
+    try:
+        described = state().service.describe(model_id)
+    except LookupError:
+        described = ModelDescription(id=model_id)
+    return reply(openai.ModelCard.of(described))
+
+
 def _installed_id(model_id: str, loaded_ok: bool = False) -> str:
     """An installed model's id (or, with ``loaded_ok``, a loaded one whose file is gone)."""
     if loaded_ok and state().registry.is_loaded(model_id):
@@ -135,36 +154,39 @@ def _installed_id(model_id: str, loaded_ok: bool = False) -> str:
     return model_id
 
 
-@bp.post("/v1/models/<model_id>/load")
+@bp.operation("post", "/v1/models/<model_id>/load", "Load an installed model",
+              openai.ModelCard)
 def load(model_id: str) -> Response:
     state().registry.get(_installed_id(model_id))
-    return reply(model_card(model_id))
+    return _card(model_id)
 
 
-@bp.post("/v1/models/<model_id>/unload")
+@bp.operation("post", "/v1/models/<model_id>/unload", "Unload a model (queued requests "
+              "finish first)", openai.ModelCard)
 def unload(model_id: str) -> Response:
     state().registry.unload(_installed_id(model_id, loaded_ok=True))  # StoreError: 409
-    return reply(model_card(model_id))
+    return _card(model_id)
 
 
-@bp.post("/v1/default")
+@bp.operation("post", "/v1/default", "Serve another installed model as the default",
+              openai.ModelCard, manage.DefaultBody)
 def set_default() -> Response:
     """Serve another model as the default (and remember it unless "persist": false)."""
     request = body(manage.DefaultBody)
     model_id = _installed_id(_valid(request.model))
-    registry = state().registry
     try:
-        registry.load(model_id)  # may fail: then nothing has changed
+        # A model that fails to load changes nothing; nor does a config.json that cannot be
+        # written (OSError: 500/507, no switch).
+        state().registry.set_default(model_id, persist=request.persist)
     except (ModelNotFound, ModelLoadError) as exc:
         raise APIError(500, f"cannot load {model_id}: {exc}", code="model_load_failed",
                        type_="server_error") from exc
-    if request.persist:
-        save_setting("model", model_id)  # OSError (read-only, full): 500/507, no switch
-    registry.set_default(model_id)
-    return reply(model_card(model_id))
+    return _card(model_id)
 
 
-@bp.delete("/v1/models/<model_id>")
+@bp.operation("delete", "/v1/models/<model_id>", "Remove an installed model (force=true "
+              "unloads it first)", manage.Deleted, errors=(401, 403, 404, 409, 500),
+              query=(("force", "boolean"),))
 def delete(model_id: str) -> dict:
     """Remove an installed model; a loaded one only with ?force=true (it is unloaded).
 
@@ -186,7 +208,8 @@ def delete(model_id: str) -> dict:
     return reply(manage.Deleted(model_id))
 
 
-@bp.post("/v1/models/import")
+@bp.operation("post", "/v1/models/import", "Install a .gguf file or sentence-transformers "
+              "folder from a path on this machine", openai.ModelCard, manage.ImportBody)
 def import_route() -> Response:
     """Install a .gguf file or sentence-transformers folder from a path on this machine."""
     request = body(manage.ImportBody)
@@ -194,4 +217,4 @@ def import_route() -> Response:
         new_id = import_model(request.path, request.id)
     except (StoreError, ModelLoadError, ConversionError) as exc:
         raise APIError(400, str(exc), param="path", code="import_failed") from exc
-    return reply(model_card(new_id))
+    return _card(new_id)

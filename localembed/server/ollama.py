@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
-from flask import Blueprint, Response
+from flask import Response
 
 from localembed import __version__
 from localembed.dialects import ollama
-from localembed.models.store import describe, installed
 from localembed.server.body import body, client_gone, reply
+from localembed.server.routes import READ_ERRORS, Blueprint
 from localembed.server.state import state
 
 bp = Blueprint("ollama", __name__)
@@ -30,7 +29,8 @@ def _embed(request: ollama.OllamaFields, core) -> tuple:  # type: ignore[no-unty
     return result, started, loaded
 
 
-@bp.post("/api/embed")
+@bp.operation("post", "/api/embed", "Create embeddings (Ollama)", ollama.OllamaEmbedResponse,
+              ollama.OllamaEmbedRequest)
 def embed() -> Response:
     request = body(ollama.OllamaEmbedRequest)
     result, started, loaded = _embed(request, request.to_request())
@@ -40,7 +40,8 @@ def embed() -> Response:
         load_duration=int((loaded - started) * 1e9), prompt_eval_count=result.total_tokens))
 
 
-@bp.post("/api/embeddings")
+@bp.operation("post", "/api/embeddings", "Create one embedding (Ollama's legacy form)",
+              ollama.OllamaEmbeddingsResponse, ollama.OllamaEmbeddingsRequest)
 def embeddings() -> Response:
     """Ollama's legacy single-prompt form."""
     request = body(ollama.OllamaEmbeddingsRequest)
@@ -48,25 +49,17 @@ def embeddings() -> Response:
     return reply(ollama.OllamaEmbeddingsResponse(result.vectors[0].tolist()))
 
 
-@bp.get("/api/tags")
+@bp.operation("get", "/api/tags", "Installed models (Ollama)", ollama.OllamaTags,
+              errors=READ_ERRORS)
 def tags() -> Response:
-    models = []
-    for model_id in installed():
-        try:
-            d = describe(model_id)
-        except LookupError:
-            continue
-        if "error" in d:
-            continue
-        modified = datetime.fromtimestamp(d["modified"], tz=timezone.utc)
-        models.append(ollama.OllamaTag(
-            name=f"{model_id}:latest", model=f"{model_id}:latest",
-            modified_at=modified.isoformat(), size=d["size_bytes"], digest="",
-            details=ollama.OllamaTagDetails("gguf", d["architecture"], [d["architecture"]], "",
-                                      d["quantization"])))
+    """Installed models whose files can be served (a loaded model whose file is gone, or an
+    unreadable file, is not Ollama's to list)."""
+    models = [ollama.OllamaTag.of(m) for m in state().service.models()
+              if m.error is None and not m.missing]
     return reply(ollama.OllamaTags(models))
 
 
-@bp.get("/api/version")
+@bp.operation("get", "/api/version", "Server version (Ollama)", ollama.OllamaVersion,
+              errors=READ_ERRORS)
 def version() -> Response:
     return reply(ollama.OllamaVersion(__version__))

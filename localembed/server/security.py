@@ -13,11 +13,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from localembed.config.network import is_wildcard, machine_names, names_this_server
+from localembed.config.network import is_loopback, is_wildcard, machine_names, names_this_server
 from localembed.config.settings import ServerConfig
 from localembed.server.errors import APIError
 
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Liveness checks and the playground's static files (no data in them) never need the key;
 # the playground asks for it and sends it with every API call.
 OPEN_PATHS = ("/health", "/", "/favicon.ico")
@@ -45,11 +44,11 @@ def _hostname(host_header: str) -> str:
 
 
 def names_server(host_header: str, config: ServerConfig) -> bool:
-    """The Host names this server: a local name, a name or address it is bound to and
-    reachable at (every interface of this machine for a wildcard bind), or an --allowed-host
-    given by name."""
+    """The Host names this server: a loopback name or address, a name or address it is bound
+    to and reachable at (every interface of this machine for a wildcard bind), or an
+    --allowed-host given by name."""
     name = _hostname(host_header)
-    return (name in LOCAL_HOSTS or name in {h.lower() for h in config.allowed_hosts}
+    return (is_loopback(name) or name in {h.lower() for h in config.allowed_hosts}
             or names_this_server(name, config.host))
 
 
@@ -68,7 +67,7 @@ def origin_allowed(origin: str, config: ServerConfig) -> bool:
     if origin in config.cors_origins or "*" in config.cors_origins:
         return True
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in LOCAL_HOSTS
+    return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
 
 
 def _key_from_request() -> str | None:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import msgspec
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -33,7 +34,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from waitress.utilities import Error
 
-from localembed.server.errors import APIError, error_body
+from localembed.server.errors import APIError, body_too_large, error_body
 
 log = logging.getLogger("localembed.server")
 
@@ -65,9 +66,12 @@ class JSONErrorTask(ErrorTask):
         error = self.request.error
         path = (getattr(self.request, "path", "") or "").split("?")[0]
         status = error.code
-        code = {413: "request_too_large", 408: "request_timeout"}.get(status, "bad_request")
-        message = "Request body too large" if status == 413 else f"{error.reason}: {error.body}"
-        body = json.dumps(error_body(path, APIError(status, message, code=code))).encode()
+        if status == 413:
+            refusal = body_too_large()
+        else:
+            code = "request_timeout" if status == 408 else "bad_request"
+            refusal = APIError(status, f"{error.reason}: {error.body}", code=code)
+        body = json.dumps(msgspec.to_builtins(error_body(path, refusal))).encode()
         self.status = f"{status} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()

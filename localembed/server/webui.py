@@ -6,7 +6,9 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, send_file
+from flask import Response, abort, send_file
+
+from localembed.server.routes import Blueprint
 
 bp = Blueprint("webui", __name__)
 
@@ -37,16 +39,16 @@ def _send(name: str) -> Response:
     return response
 
 
-@bp.get("/")
+@bp.operation("get", "/", "The browser playground", "text/html", errors=(403, 500))
 def index() -> Response:
     return _send("index.html")
 
 
-@bp.get("/ui/<name>")
+@bp.unlisted("get", "/ui/<name>")  # static files, no API
 def asset(name: str) -> Response:
     return _send(name)
 
 
-@bp.get("/favicon.ico")
+@bp.unlisted("get", "/favicon.ico")
 def favicon() -> Response:
     return _send("favicon.svg")

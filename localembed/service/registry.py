@@ -2,7 +2,8 @@
 
 One place decides which names mean which model (ids, catalog aliases, ``default``, Ollama-style
 ``:latest`` tags, the OpenAI model names clients send out of habit), loads models on first use,
-switches the default, and unloads models, always letting requests already queued finish.
+switches the default (and remembers it), chooses the reranker for a request that names none,
+and unloads models, always letting requests already queued finish.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import ctypes
 import threading
 import time
 
-from localembed.config.settings import ServerConfig
+from localembed.config.settings import ServerConfig, save_setting
 from localembed.engine import Engine, RunnerOptions
-from localembed.models.defaults import default_model_id
+from localembed.models.defaults import default_model_id, reranker_id
 from localembed.models.store import ModelNotFound, StoreError, resolve
 
 
@@ -100,11 +101,27 @@ class Registry:
             self._used[model_id] = time.monotonic()
             return self._engines[model_id]
 
-    def set_default(self, name: str, unload_previous: bool = True) -> Engine:
-        """Serve ``name`` as the default: loaded first, then switched, then the old one is
-        unloaded after finishing what was queued for it."""
+    def reranker(self, name: str | None) -> Engine:
+        """The engine for a rerank request's model; without a name, a reranker chosen by
+        ``models.defaults.reranker_id`` (the default model if it is one, else a loaded one,
+        else an installed one: TEI's clients send no model). With none installed, the default
+        model, which the engine refuses naming the kind of model needed."""
+        if name is not None:
+            return self.get(name)
+        with self._lock:
+            preferred = [self.default_id, *self._engines]
+        return self.get(reranker_id(preferred) or self.default_id)
+
+    def set_default(self, name: str, persist: bool = False,
+                    unload_previous: bool = True) -> Engine:
+        """Serve ``name`` as the default: loaded first (a model that fails to load changes
+        nothing), then remembered in config.json when ``persist`` (a failed write changes
+        nothing either), then switched; the old default is unloaded after finishing what was
+        queued for it."""
         with self._switch:  # one switch at a time: no model is left loaded between two
             engine = self.load(self.canonical(name))
+            if persist:
+                save_setting("model", engine.id)
             with self._lock:
                 previous, self.default_id = self.default_id, engine.id
             if unload_previous and previous != engine.id:
