@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import msgspec
 
+from localembed.collections.ingest import index, upsert
+from localembed.collections.search import SearchResult, search
+from localembed.collections.store import list_collections
+from localembed.dialects import collections as wire
 from localembed.dialects import local, openai, rerank
 from localembed.dialects.common import convert
 from localembed.dialects.tokenids import local_cl100k
@@ -150,6 +154,38 @@ class LLM:
         scores = self.service.rerank(core).scores
         return [RerankOutput(i, float(scores[i]), core.documents[i])
                 for i in ranking(scores, top_n)]
+
+    # -- collections ---------------------------------------------------------------------------
+
+    def index(self, collection: str, paths: str | Sequence[str], **options: object) -> dict:
+        """Index files, folders and JSONL/CSV records into ``collection`` (created on first use,
+        with this LLM's model unless ``model`` says otherwise); the same run as
+        ``localembed index`` and ``POST /v1/collections/{name}/index``. Options are that body's
+        fields (``glob``, ``text_field``, ``id_field``, ``chunk_tokens``, ``overlap``)."""
+        items = [paths] if isinstance(paths, str) else list(paths)
+        request = convert({"paths": items, **options}, wire.IndexRequest)
+        if request.model is None and collection not in list_collections():
+            request = msgspec.structs.replace(request, model=self.model)
+        report = index(self.service, collection, request.paths, request.options())
+        return msgspec.to_builtins(wire.IndexSummary.of(report))
+
+    def upsert(self, collection: str, documents: Sequence[Mapping[str, object]]) -> dict:
+        """Add or replace documents (``id``, ``text``, optional ``title`` and ``metadata``)."""
+        request = convert({"upsert": list(documents)}, wire.DocumentsRequest)
+        model = None if collection in list_collections() else self.model
+        report = upsert(self.service, collection, [d.document() for d in request.upsert], model)
+        return msgspec.to_builtins(wire.IndexSummary.of(report))
+
+    def search(self, collection: str, query: str, top_k: int = 10,
+               **options: object) -> list[SearchResult]:
+        """The best chunks of ``collection`` for ``query``, as ``POST
+        /v1/collections/{name}/search`` answers them; options are that body's fields
+        (``where``, ``path``, ``rerank``, ``hybrid``, ``candidates``)."""
+        request = convert({"query": query, "top_k": top_k, **options}, wire.SearchRequest)
+        return search(self.service, collection, request.to_query()).results
+
+    def collections(self) -> list[str]:
+        return list_collections()
 
     def close(self) -> None:
         self.registry.close()

@@ -11,6 +11,7 @@ that is a module, else on ``X``. Importing ``a.b.c`` also runs ``a/__init__.py``
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +23,7 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "localembed"
 CORE, FACE, HELPER = "core", "face", "helper"
-BELOW_FACES = ("dialects", "service", "models", "engine", "config", "gguf")
+BELOW_FACES = ("dialects", "collections", "service", "models", "engine", "config", "gguf")
 WEB = ("flask", "werkzeug", "click")
 # The engine's execute methods; in a layer that runs operations only through the service, such
 # a call's receiver is the service (``service.embed(...)``, ``self.service.rerank(...)``).
@@ -31,7 +32,7 @@ EXECUTE = ("submit", "submit_rerank", "rerank", "embed", "similarity", "matrix",
 
 @dataclass(frozen=True)
 class Layer:
-    files: tuple[str, ...]  # under localembed/: a folder ("engine/") or a file ("cli.py")
+    files: tuple[str, ...]  # under localembed/: a folder ("engine/") or a file ("api.py")
     may_import: tuple[str, ...]  # the layers below that it may import (its own always)
     kind: str = CORE
     web: bool = False  # may import flask, werkzeug or click
@@ -50,13 +51,16 @@ LAYERS: dict[str, Layer] = {
     "engine": Layer(("engine/",), ("config", "gguf")),
     "models": Layer(("models/",), ("engine", "config", "gguf")),
     "service": Layer(("service/",), ("models", "engine", "config", "gguf")),
-    "dialects": Layer(("dialects/",), ("service", "models", "engine", "config", "gguf"),
-                      via_service=True),
+    # the corpus pipeline: read, chunk, embed (through the service), store, search
+    "collections": Layer(("collections/",), ("service", "models", "engine", "config", "gguf"),
+                         via_service=True),
+    "dialects": Layer(("dialects/",), ("collections", "service", "models", "engine", "config",
+                                       "gguf"), via_service=True),
     # the faces
     "server": Layer(("server/",), BELOW_FACES, FACE, web=True, via_service=True, faces={
         "root": "the package's version, in /health, /v1/info, /api/version, the OpenAPI info",
     }),
-    "cli": Layer(("cli.py", "__main__.py"), BELOW_FACES, FACE, web=True, via_service=True,
+    "cli": Layer(("cli/", "__main__.py"), BELOW_FACES, FACE, web=True, via_service=True,
                  faces={
         "server": "`localembed serve` runs the HTTP server",
         "desktop": "`localembed app` starts the desktop app",
@@ -288,7 +292,7 @@ def test_the_openapi_document_describes_every_route_and_only_those(client) -> No
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.rule.startswith("/ui/") or rule.rule == "/favicon.ico":
             continue
-        path = rule.rule.replace("<model_id>", "{model_id}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             served.add((method.lower(), path))
     document = client.get("/openapi.json").get_json()

@@ -49,9 +49,15 @@ def fuzz(url: str, operations: list) -> list[int]:  # type: ignore[type-arg]
     return calls
 
 
+# Indexing reads the paths it is given on this machine: a generated one may be "/", so it is
+# left to the collections' own tests.
+NOT_FUZZED = {"POST /v1/collections/{name}/index"}
+
+
 def test_api_conforms_to_its_openapi_document(live: str) -> None:
     schema = schemathesis.openapi.from_url(live + "/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in (result.ok() for result in schema.get_all_operations())
+                  if op.label not in NOT_FUZZED]
     labels = {op.label for op in operations}
     assert {"POST /v1/embeddings", "POST /api/embed", "GET /v1/models", "POST /tokenize",
             "POST /v1/similarity", "GET /metrics"} <= labels

@@ -275,19 +275,19 @@ def test_management_routes_refuse_other_local_browser_origins(client) -> None:
 
 def test_event_streams_are_capped_and_end_with_the_pull(client) -> None:
     from localembed.models.pull import PullTask
-    from localembed.server import manage
+    from localembed.server import events
 
     pulls = client.application.extensions["localembed"].pulls
     task = PullTask("embeddinggemma-300m")
     pulls._tasks["embeddinggemma-300m"] = task
-    for _ in range(manage.MAX_STREAMS):  # as if that many clients were streaming
-        assert manage._streams.acquire(blocking=False)
+    for _ in range(events.MAX_STREAMS):  # as if that many clients were streaming
+        assert events._streams.acquire(blocking=False)
     try:
         extra = client.get("/v1/pull/embeddinggemma-300m/events")
         assert extra.status_code == 503 and extra.headers["Retry-After"]
     finally:
-        for _ in range(manage.MAX_STREAMS):
-            manage._streams.release()
+        for _ in range(events.MAX_STREAMS):
+            events._streams.release()
     task.update(status="done")
     finished = client.get("/v1/pull/embeddinggemma-300m/events")
     assert finished.status_code == 200 and b'"status": "done"' in finished.data

@@ -31,6 +31,21 @@ def models_dir() -> Path:
     return path
 
 
+def files_dir() -> Path:
+    """Directory holding files uploaded for vector stores (``/v1/files``); created on first
+    use."""
+    path = home_dir() / "files"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def collections_dir() -> Path:
+    """Directory holding collections (one SQLite database each); created on first use."""
+    path = home_dir() / "collections"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 CONFIG_FILE = "config.json"
 
 

@@ -275,6 +275,12 @@ class Engine:
         except TaskError as exc:
             raise InputError(str(exc), param=exc.param) from exc
 
+    def count(self, text: str) -> int:
+        """How many tokens ``text`` is on its own (normalised as the model's tokenizer does,
+        no prompt, no specials): what a chunker packs by before it checks the whole prompt."""
+        with self._open():
+            return len(self.runner.tokenize(self.runner.normalize(text), special=False))
+
     def prepare(self, item: Input, options: EmbedOptions = EmbedOptions(),
                 index: int = 0) -> list[int]:
         """The exact token sequence the model will see for one input."""

@@ -8,6 +8,7 @@ only), so a name received over HTTP can never walk out of the model directory.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localembed.config.paths import models_dir
+from localembed.config.paths import home_dir, models_dir, write_private
 from localembed.models.catalog import STARTER, lookup
 from localembed.models.description import ModelDescription, modified
 from localembed.models.starter import STARTER_ID, StarterMissing, ensure_starter
@@ -218,3 +219,30 @@ def import_model(source: str | os.PathLike[str], model_id: str | None = None,
 
 def disk_usage() -> int:
     return sum(p.stat().st_size for p in models_dir().rglob("*") if p.is_file())
+
+
+def model_sha256(path: Path) -> str:
+    """The sha256 of a model file: what a collection's vectors are bound to. Hashing a
+    gigabyte takes seconds, so the digest is kept in the home's cache, keyed by the file's
+    path, size and modification time (a changed file is hashed again)."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache = home_dir() / "cache" / "sha256.json"
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), str):
+        return known[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    known = known if isinstance(known, dict) else {}
+    known[key] = digest.hexdigest()
+    try:  # a cache: failing to write it only means hashing again next time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_private(cache, json.dumps(known))
+    except OSError:
+        pass
+    return known[key]

@@ -18,7 +18,18 @@ from localembed.config.network import url_host
 from localembed.config.settings import ServerConfig
 from localembed.dialects.tokenids import Decoder, local_cl100k
 from localembed.engine.families import TASK_LABELS
-from localembed.server import cohere, local, manage, ollama, openai, rerank, security, webui
+from localembed.server import (
+    cohere,
+    collections,
+    local,
+    manage,
+    ollama,
+    openai,
+    rerank,
+    security,
+    vector_stores,
+    webui,
+)
 from localembed.server.body import reply
 from localembed.server.errors import register_error_handlers
 from localembed.server.metrics import Metrics
@@ -110,6 +121,8 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app.register_blueprint(manage.bp)
     app.register_blueprint(cohere.bp)
     app.register_blueprint(rerank.bp)
+    app.register_blueprint(collections.bp)
+    app.register_blueprint(vector_stores.bp)
     app.register_blueprint(webui.bp)
     missing = undeclared(app)
     if missing:  # each route is declared once, with its operation (server/routes.py)

@@ -19,6 +19,7 @@ import msgspec
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from localembed.collections.store import CollectionError, CollectionNotFound
 from localembed.engine import EngineClosed, InputError, ModelLoadError, NonFiniteOutput, Overloaded
 from localembed.models.store import ModelNotFound, StoreError
 from localembed.service.execute import RequestAbandoned, RequestTimeout
@@ -187,13 +188,19 @@ def from_core(exc: Exception) -> APIError:
                             code="insufficient_storage", type_="server_error")
         return APIError(500, f"A file operation failed{where}: {reason}. Nothing was changed.",
                         code="disk_error", type_="server_error")
+    # After OSError: a collection's full disk (CollectionDiskError) is a 507 like any other.
+    if isinstance(exc, CollectionNotFound):
+        return APIError(404, str(exc), param="name", code="collection_not_found")
+    if isinstance(exc, CollectionError):
+        return APIError(409, str(exc), param="name", code="collection_conflict")
     return APIError(500, f"Internal server error: {type(exc).__name__}", code="internal_error",
                     type_="server_error")
 
 
 # The core's failures, each answered by ``from_core``.
 CORE_ERRORS = (Overloaded, RequestAbandoned, RequestTimeout, InputError, ModelNotFound,
-               ModelLoadError, NonFiniteOutput, EngineClosed, StoreError, OSError)
+               ModelLoadError, NonFiniteOutput, EngineClosed, StoreError, CollectionError,
+               OSError)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -7,12 +7,9 @@ operations the CLI performs.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
 
 import msgspec
-from flask import Response, request, stream_with_context
+from flask import Response, request
 
 from localembed.dialects import manage, openai
 from localembed.engine.inspect import ModelLoadError
@@ -29,8 +26,9 @@ from localembed.models.store import (
     removal,
     valid_id,
 )
-from localembed.server.body import body, client_gone, reply
+from localembed.server.body import body, reply
 from localembed.server.errors import APIError
+from localembed.server.events import progress_events
 from localembed.server.routes import READ_ERRORS, Blueprint
 from localembed.server.state import state
 
@@ -80,14 +78,6 @@ def cancel_pull(model_id: str) -> Response:
     return reply(task.progress)
 
 
-# Event streams hold an HTTP thread each: at most this many at once, each for at most
-# STREAM_SECONDS (EventSource clients reconnect by themselves), and each ends as soon as its
-# client has gone.
-MAX_STREAMS = 4
-STREAM_SECONDS = 60.0
-_streams = threading.BoundedSemaphore(MAX_STREAMS)
-
-
 def _event(progress: manage.Progress) -> str:
     """A pull's progress as an event's data (in json.dumps' spelling, as always)."""
     return json.dumps(msgspec.to_builtins(progress))
@@ -98,32 +88,8 @@ def _event(progress: manage.Progress) -> str:
 def pull_events(model_id: str) -> Response:
     """Server-sent events: the pull's progress on every change until it ends."""
     task = _task(model_id)
-    if not _streams.acquire(blocking=False):
-        raise APIError(503, f"at most {MAX_STREAMS} event streams at once; poll "
-                            f"GET /v1/pull/{model_id} instead", code="too_many_streams",
-                       headers={"Retry-After": "5"})
-    gone = client_gone()
-    deadline = time.monotonic() + STREAM_SECONDS
-
-    def stream() -> Iterator[str]:
-        try:
-            last = None
-            while time.monotonic() < deadline and not (gone is not None and gone()):
-                with task.changed:
-                    snapshot = _event(task.progress)
-                    if snapshot == last:
-                        task.changed.wait(timeout=0.5)
-                        snapshot = _event(task.progress)
-                if snapshot != last:
-                    yield f"data: {snapshot}\n\n"
-                    last = snapshot
-                if task.progress.status in FINAL:
-                    return
-        finally:
-            _streams.release()
-
-    return Response(stream_with_context(stream()), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return progress_events(task.changed, lambda: _event(task.progress),
+                           lambda: task.progress.status in FINAL, f"/v1/pull/{model_id}")
 
 
 def _valid(model_id: str) -> str:

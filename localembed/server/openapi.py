@@ -29,8 +29,15 @@ def _types(value: Any) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
+# One server-sent event of long work's progress: its data is the progress as JSON.
+EVENT = {"type": "object", "properties": {"data": {"type": "string"},
+                                          "event": {"type": "string"}}}
+
+
 def _operation(route: Operation, schema: Any) -> dict:
-    if isinstance(route.response, str):
+    if route.response == "text/event-stream":
+        ok = _content(EVENT, route.response)
+    elif isinstance(route.response, str):
         ok = _content({"type": "string"}, route.response)
     else:
         ok = _content(schema(route.response))

@@ -27,6 +27,11 @@ MANAGEMENT_PREFIXES = ("/v1/pull", "/v1/default", "/v1/models/")
 
 
 def is_management(method: str, path: str) -> bool:
+    """Installing, switching or removing models; removing a collection, or indexing a path on
+    this machine into one (it reads the user's files). Searching and feeding documents are an
+    app's ordinary calls."""
+    if path.startswith(("/v1/collections/", "/v1/vector_stores/")):
+        return method == "DELETE" or (method == "POST" and path.endswith("/index"))
     return method in ("POST", "DELETE") and path.startswith(MANAGEMENT_PREFIXES)
 
 

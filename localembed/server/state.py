@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from localembed.collections.jobs import IndexJobs
 from localembed.config.settings import ServerConfig
 from localembed.dialects.tokenids import MODEL_MODE, UNAVAILABLE, Decoder
 from localembed.engine import InputError
@@ -24,9 +25,11 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     pulls: PullManager = field(default_factory=PullManager)
     service: Service = field(init=False)
+    jobs: IndexJobs = field(init=False)  # index runs of collections, by name
 
     def __post_init__(self) -> None:
         self.service = Service(self.registry, Limits.of(self.config))
+        self.jobs = IndexJobs(self.service)
 
     def token_decoder(self) -> Callable[[Sequence[int]], str] | None:
         """How token-id input becomes text: cl100k_base decoding, or None (model's own ids)."""

@@ -12,8 +12,8 @@ core exceptions (``InputError``, ``ModelNotFound``, ``ModelLoadError``, ``Engine
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -185,6 +185,41 @@ class Service:
         _, future = self._submit(engine, request.model, lambda e: e.submit(
             inputs, request.options, max_total_tokens=self.limits.max_request_tokens))
         return self._wait(future, abandoned)
+
+    def embed_many(self, requests: Sequence[EmbedRequest], engine: Engine,
+                   abandoned: Abandoned = None) -> Iterator[tuple[int, EmbeddingResult]]:
+        """Several requests queued at once, so that their sequences share the workers'
+        batches (an index run's documents, each with its own title), each result yielded
+        as soon as it is done: (its index in ``requests``, its result). Each request is held
+        to the same limits as ``embed``; the whole is held to the request timeout, and work
+        not yet done when the caller stops reading (or fails) is dropped."""
+        for request in requests:
+            self.check_count(len(request.inputs), request.field)
+        futures: dict[Future, int] = {}
+        try:
+            for i, request in enumerate(requests):
+                def submit(e: Engine, request: EmbedRequest = request) -> Future:
+                    return e.submit(list(request.inputs), request.options,
+                                    max_total_tokens=self.limits.max_request_tokens)
+
+                engine, future = self._submit(engine, engine.id, submit)
+                futures[future] = i
+            deadline = time.monotonic() + self.limits.request_timeout
+            waiting = set(futures)
+            while waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RequestTimeout("The request took too long; its queued work was "
+                                         "dropped.")
+                done, waiting = wait(waiting, timeout=min(POLL_SECONDS, left),
+                                     return_when=FIRST_COMPLETED)
+                if not done and abandoned is not None and abandoned():
+                    raise RequestAbandoned("the client went away")
+                for future in done:
+                    yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def compare(self, request: CompareRequest, engine: Engine | None = None,
                 abandoned: Abandoned = None) -> Compared:

@@ -1,0 +1,262 @@
+"""Collections from the command line: `index`, `search`, `collections` and `export`, over the
+same service and collection code as the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+import msgspec
+
+from localembed.cli.commands import _say, _short, _size, open_service
+from localembed.collections.ingest import (
+    IndexCancelled,
+    IndexOptions,
+    IndexProgress,
+    index,
+    model_missing,
+)
+from localembed.collections.search import SearchAnswer, SearchQuery, search
+from localembed.collections.sources import ReadOptions
+from localembed.collections.store import (
+    Collection,
+    CollectionError,
+    list_collections,
+    remove_collection,
+)
+from localembed.engine import InputError
+from localembed.models.store import installed
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _collection_model(name: str) -> str | None:
+    """The model a collection was built with (None for a new one): every command on it
+    loads that model."""
+    try:
+        with Collection.open(name) as collection:
+            model = collection.binding.model
+    except LookupError:
+        return None
+    except CollectionError as exc:
+        raise _fail(exc) from exc
+    if model not in installed():
+        raise _fail(model_missing(name, model))
+    return model
+
+
+class Bar:
+    """A one-line progress bar on standard error: documents, chunks, tokens/s, ETA."""
+
+    WIDTH = 24
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, p: IndexProgress) -> None:
+        now = time.monotonic()
+        if p.status not in ("done", "cancelled") and now - self.last < 0.2:
+            return
+        self.last = now
+        if p.status == "reading":
+            line = f"reading: {p.documents_read} documents, {p.documents_total} to embed"
+        else:
+            total = max(p.chunks_total, 1)
+            filled = int(self.WIDTH * p.chunks_done / total)
+            eta = "--:--" if p.eta is None else f"{int(p.eta // 60)}:{int(p.eta % 60):02d}"
+            line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] documents "
+                    f"{p.documents_done}/{p.documents_total} chunks {p.chunks_done}/"
+                    f"{p.chunks_total} {p.tokens_per_second:,.0f} tokens/s ETA {eta}")
+        click.echo(f"\r{line:<100}", nl=False, err=True)
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+@click.command(name="index")
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-m", "--model", default=None,
+              help="Embedding model of a new collection (default: the default model); an "
+                   "existing collection keeps its own.")
+@click.option("--glob", default=None, help="Only files matching this pattern (e.g. '*.md').")
+@click.option("--text-field", default=None, help="JSONL/CSV records: the text field (text).")
+@click.option("--id-field", default=None, help="JSONL/CSV records: the id field (id).")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
+              help="Tokens per chunk (default: 512, or less where the model takes less).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Tokens each chunk repeats from the one before (default: an eighth).")
+def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | None,
+              text_field: str | None, id_field: str | None, chunk_tokens: int | None,
+              overlap: int | None) -> None:
+    """Index files, folders and JSONL/CSV records into collection NAME (created on first use).
+
+    Run it again to bring the collection up to date: only new and changed documents are
+    embedded, documents gone from the folders are dropped, and an interrupted run goes on
+    where it stopped."""
+    options = IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
+                           read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+    bar = Bar()
+    with open_service(model or _collection_model(name), None, None, None) as service:
+        try:
+            report = index(service, name, paths, options, progress=bar)
+        except (CollectionError, InputError) as exc:
+            bar.end()
+            raise _fail(exc) from exc
+        except (IndexCancelled, KeyboardInterrupt):
+            bar.end()
+            raise click.ClickException("interrupted: the documents indexed so far are kept; run "
+                                       "the same command to go on") from None
+        except OSError as exc:
+            bar.end()
+            raise click.ClickException(f"cannot write collection {name!r}: "
+                                       f"{exc.strerror or exc}; what was indexed before is "
+                                       "intact") from exc
+    bar.end()
+    _say(f"{name}: {report.added} added, {report.changed} changed, {report.unchanged} "
+         f"unchanged, {report.removed} removed; {report.chunks} chunks, {report.tokens:,} "
+         f"tokens in {report.seconds:.1f} s ({report.model})")
+    if report.skipped:
+        reasons: dict[str, int] = {}
+        for s in report.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        _say(f"skipped {len(report.skipped)}: "
+             + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())))
+        for s in report.skipped[:20]:
+            _say(f"  {s.path}: {s.reason}")
+        if len(report.skipped) > 20:
+            _say(f"  ... and {len(report.skipped) - 20} more")
+
+
+def _where(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--where")
+        found[key] = value
+    return found or None
+
+
+@click.command(name="search")
+@click.argument("name")
+@click.argument("query")
+@click.option("-k", "--top", "top", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many results.")
+@click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None,
+              metavar="[MODEL]", help="Rerank the best candidates with a reranker (the "
+                                      "installed one, or MODEL).")
+@click.option("--hybrid", is_flag=True, help="Fuse keyword matches with the vector ranking.")
+@click.option("--where", multiple=True, metavar="KEY=VALUE",
+              help="Only documents whose metadata KEY is VALUE (repeatable).")
+@click.option("--path", default=None, help="Only documents whose path matches this glob.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of results.")
+def search_cmd(name: str, query: str, top: int, rerank: str | None, hybrid: bool,
+               where: tuple[str, ...], path: str | None, as_json: bool) -> None:
+    """Search collection NAME for QUERY: the best chunks, most relevant first."""
+    request = SearchQuery(query, top, _where(where), path, rerank is not None, rerank or None,
+                          hybrid)
+    model = _collection_model(name)
+    if model is None:
+        raise click.ClickException(f"no collection named {name!r}; `localembed collections` "
+                                   "lists them")
+    with open_service(model, None, None, None) as service:
+        try:
+            answer = search(service, name, request)
+        except (CollectionError, InputError) as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps(results_json(answer)))
+        return
+    if not answer.results:
+        _say("no results")
+        return
+    for rank, r in enumerate(answer.results, 1):
+        where_from = r.document + (f":{r.start_line}-{r.end_line}" if r.start_line else "")
+        click.echo(f"{rank:>2}. {r.score:6.3f}  {where_from}")
+        click.echo(f"    {_short(r.text, 96)}")
+
+
+def results_json(answer: SearchAnswer) -> list[dict[str, object]]:
+    """The `--json` rows: every result field, by name."""
+    return msgspec.to_builtins(answer.results)
+
+
+@click.group(name="collections", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def collections_group(ctx: click.Context, as_json: bool) -> None:
+    """List collections (or show or remove one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = [_describe(n) for n in list_collections()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _say("no collections yet: `localembed index NAME FOLDER` makes one")
+        return
+    click.echo(f"{'NAME':<24} {'MODEL':<32} {'DOCS':>6} {'CHUNKS':>7} {'SIZE':>9}")
+    for r in rows:
+        click.echo(f"{r['name']:<24} {r['model']:<32} {r['documents']:>6} {r['chunks']:>7} "
+                   f"{_size(r['bytes']):>9}")
+
+
+def _describe(name: str) -> dict[str, object]:
+    with Collection.open(name) as collection:
+        stats = collection.stats()
+        binding = collection.binding
+        return {"name": name, "model": binding.model, "dimensions": binding.dimensions,
+                "chunk_tokens": binding.chunk_tokens, "overlap": binding.overlap,
+                "documents": stats.documents, "chunks": stats.chunks, "tokens": stats.tokens,
+                "bytes": stats.bytes, "path": str(collection.path)}
+
+
+@collections_group.command(name="show")
+@click.argument("name")
+def show(name: str) -> None:
+    """Show a collection's model, settings and size."""
+    try:
+        click.echo(json.dumps(_describe(name), indent=2))
+    except CollectionError as exc:
+        raise _fail(exc) from exc
+
+
+@collections_group.command(name="remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Remove a collection (its vectors; the indexed files are not touched)."""
+    try:
+        remove_collection(name)
+    except CollectionError as exc:
+        raise _fail(exc) from exc
+    _say(f"removed collection {name}")
+
+
+@click.command(name="export")
+@click.argument("name")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), required=True,
+              help="The JSONL file to write ('-' for standard output).")
+def export(name: str, output: click.File) -> None:
+    """Write every chunk of collection NAME as JSON Lines: id, document, text, embedding,
+    metadata."""
+    try:
+        with Collection.open(name) as collection:
+            count = 0
+            for row in collection.export():
+                output.write(json.dumps(row) + "\n")  # type: ignore[attr-defined]
+                count += 1
+    except CollectionError as exc:
+        raise _fail(exc) from exc
+    if output is not sys.stdout:
+        _say(f"exported {count} chunks of {name}")
+
+
+COMMANDS = (index_cmd, search_cmd, collections_group, export)

@@ -1,0 +1,1 @@
+"""Collections: a corpus read, chunked, embedded, stored and searched on this machine."""
