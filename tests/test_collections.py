@@ -340,3 +340,25 @@ def test_collections_lists_shows_and_removes(service, corpus: Path) -> None:
     assert shown["documents"] == len(list(corpus.iterdir()))
     assert runner.invoke(cli, ["collections", "remove", "docs"]).exit_code == 0
     assert json.loads(runner.invoke(cli, ["collections", "--json"]).output) == []
+
+
+def test_searches_keep_answering_while_an_index_job_runs(corpus: Path, tmp_path: Path) -> None:
+    registry = Registry(STARTER_ID)
+    try:
+        client = create_app(ServerConfig(), registry).test_client()
+        first = tmp_path / "first"
+        first.mkdir()
+        (first / "tides.txt").write_text("The tide rises twice a day.\n")
+        client.post("/v1/collections/docs/index", json={"paths": [str(first)]})
+        wait_until(lambda: client.get("/v1/collections/docs/index").get_json()["status"]
+                   == "done", timeout=60)
+        client.post("/v1/collections/docs/index", json={"paths": [str(first), str(corpus)]})
+        answered = []
+        while client.get("/v1/collections/docs/index").get_json()["status"] not in (
+                "done", "error"):
+            reply = client.post("/v1/collections/docs/search", json={"query": "tide"})
+            assert reply.status_code == 200
+            answered.append(reply.get_json()["results"][0]["document"])
+        assert answered and set(answered) == {"tides.txt"}
+    finally:
+        registry.close()

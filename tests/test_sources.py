@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -385,6 +386,13 @@ def test_a_pdf_is_its_pages_text_joined_by_blank_lines(tmp_path: Path) -> None:
     assert (document.id, document.title, document.line_based) == (
         "paper.pdf", "paper.pdf", False)
     assert document.metadata == {"path": "paper.pdf", "type": "pdf"}
+
+
+def test_without_the_pdf_extra_a_pdf_is_skipped_naming_it(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # import pypdf: ImportError, as if absent
+    write(tmp_path / "paper.pdf", pdf(["Graphene is carbon."]))
+    assert "localembed[pdf]" in skipped(tmp_path)["paper.pdf"]
 
 
 def test_a_pdf_written_by_pypdf_is_read(tmp_path: Path) -> None:

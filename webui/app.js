@@ -9,10 +9,11 @@ import { watchHealth } from "./health.js";
 import { banner, placeFor, say } from "./notify.js";
 import { inChunks, track } from "./work.js";
 import { drawHeatmap, drawMap } from "./plots.js";
+import { setupSearch } from "./search.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { key: localStorage.getItem("localembed.key") || "", models: [], vectors: null,
-  keyRequired: false, polls: {} };
+  keyRequired: false };
 
 
 // The page-wide banner, for problems not tied to one button (notify.js says the others).
@@ -50,6 +51,35 @@ function run(button, fn, options) {
   return track(button, fn, options);
 }
 
+// -- work the server runs in the background (a model's download, a collection's index run) ---------
+// Followed by polling its progress route (GET /v1/pull/{id}, GET /v1/collections/{name}/index),
+// not by its event stream: an EventSource cannot send the API key's header. One follower per
+// ``key``: following a key again stops the earlier one, so a list drawn again does not double
+// the polls. ``get()`` is asked every ``every`` ms, one request at a time, and each answer goes
+// to ``render`` until ``final(answer)``, then to ``done``; a failed request stops the following
+// and goes to ``failed``.
+const followers = new Map();
+const FINAL = ["done", "error", "cancelled"];
+function follow(key, get, { render, final = (p) => FINAL.includes(p.status), done = () => {},
+  failed = () => {}, every = 400 }) {
+  unfollow(key);
+  let timer = null;
+  const stop = () => { clearTimeout(timer); if (followers.get(key) === stop) followers.delete(key); };
+  followers.set(key, stop);
+  const tick = async () => {
+    let answer;
+    try { answer = await get(); } catch (err) { if (followers.get(key) === stop) { stop(); failed(err); } return; }
+    if (followers.get(key) !== stop) return;  // stopped meanwhile
+    render(answer);
+    if (final(answer)) { stop(); done(answer); } else timer = setTimeout(tick, every);
+  };
+  timer = setTimeout(tick, every);
+}
+function unfollow(key) { const stop = followers.get(key); if (stop) stop(); }
+// Seconds left as m:ss, for an ETA; "" while unknown.
+const clock = (s) => (s == null || !Number.isFinite(s) ? ""
+  : `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`);
+
 const fmtBytes = (n) => n == null ? "?" : n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` :
   n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} KB` : `${n} B`;
 const lines = (id) => $(id).value.split("\n").map((s) => s.trim()).filter(Boolean);
@@ -60,6 +90,7 @@ for (const button of document.querySelectorAll("#tabs button")) {
     for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", b === button);
     for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== button.dataset.tab;
     if (button.dataset.tab === "models") refreshModels().catch((e) => (e.status === 401 ? askForKey(false) : showError(e.message)));
+    if (button.dataset.tab === "search") search.refresh().catch((e) => (e.status === 401 ? askForKey(false) : showError(e.message)));
   });
 }
 const savedTheme = localStorage.getItem("localembed.theme");
@@ -138,6 +169,7 @@ async function loadModels() {
   const data = await api("GET", "/v1/models");
   state.models = data.data;
   fillSelects();
+  search.modelsChanged();
 }
 
 // -- playground -------------------------------------------------------------------------------
@@ -294,7 +326,7 @@ async function refreshModels() {
 
 function renderPull(slot, p) {
   const bar = el("progress", { max: 100, value: p.percent });
-  const eta = p.eta == null ? "" : ` · ETA ${Math.floor(p.eta / 60)}:${String(Math.floor(p.eta % 60)).padStart(2, "0")}`;
+  const eta = p.eta == null ? "" : ` · ETA ${clock(p.eta)}`;
   const info = el("span", { class: "muted pull-info",
     text: `${p.status} · ${p.percent.toFixed(1)}% · ${fmtBytes(p.downloaded)} / ${fmtBytes(p.total)} · ${fmtBytes(p.speed)}/s${eta}` });
   const cancel = el("button", { text: "Cancel", onclick: (e) => run(e.target, () => api("DELETE", `/v1/pull/${encodeURIComponent(p.model)}`)) });
@@ -314,28 +346,24 @@ function renderPull(slot, p) {
 }
 
 function watchPull(id, slot, first) {
-  // Polling (not EventSource) so the API key header is sent; the server also offers SSE.
   renderPull(slot, first);
-  clearInterval(state.polls[id]);
-  state.polls[id] = setInterval(async () => {
-    try {
-      const p = await api("GET", `/v1/pull/${encodeURIComponent(id)}`);
-      renderPull(slot, p);
-      if (["done", "error", "cancelled"].includes(p.status)) {
-        clearInterval(state.polls[id]);
-        if (p.status === "done") setTimeout(() => refreshModels().catch((e) => showError(e.message)), 600);
-      }
-    } catch (err) { clearInterval(state.polls[id]); say(slot, err.message, "error", { scroll: false }); }
-  }, 400);
+  follow(`pull:${id}`, () => api("GET", `/v1/pull/${encodeURIComponent(id)}`), {
+    render: (p) => renderPull(slot, p),
+    done: (p) => { if (p.status === "done") setTimeout(() => refreshModels().catch((e) => showError(e.message)), 600); },
+    failed: (err) => say(slot, err.message, "error", { scroll: false }) });
 }
 
-function confirmDelete(button, id) {
-  $("confirm-text").textContent = `Delete ${id} from disk?`;
+// Asks before deleting (the dialog's Delete button), then runs ``action`` as ``button``'s work.
+function confirmThen(button, text, action) {
+  $("confirm-text").textContent = text;
   const dialog = $("confirm");
-  $("confirm-yes").onclick = () => { dialog.close(); run(button, async () => {
-    await api("DELETE", `/v1/models/${encodeURIComponent(id)}?force=true`); await refreshModels(); }); };
+  $("confirm-yes").onclick = () => { dialog.close(); run(button, action); };
   $("confirm-no").onclick = () => dialog.close();
   dialog.showModal();
+}
+function confirmDelete(button, id) {
+  confirmThen(button, `Delete ${id} from disk?`, async () => {
+    await api("DELETE", `/v1/models/${encodeURIComponent(id)}?force=true`); await refreshModels(); });
 }
 
 $("import-form").addEventListener("submit", (e) => {
@@ -346,6 +374,11 @@ $("import-form").addEventListener("submit", (e) => {
     await refreshModels();
   });
 });
+
+// -- search (collections) -------------------------------------------------------------------------
+// The Search tab lives in search.js; it gets the page's shared helpers from here.
+const search = setupSearch({ api, run, follow, clock, fmtBytes, modelsOf, confirmThen,
+  drawMap });
 
 // -- API snippets -------------------------------------------------------------------------------
 function renderSnippets() {

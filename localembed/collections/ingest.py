@@ -229,6 +229,9 @@ def index(service: Service, name: str, paths: Sequence[str | Path],
           cancel: threading.Event | None = None) -> IndexReport:
     """Index ``paths`` into collection ``name``; see the module's docstring for the rules."""
     roots = [Path(p).expanduser().resolve() for p in paths]
+    missing = [str(p) for p, root in zip(paths, roots, strict=True) if not root.exists()]
+    if missing and len(missing) == len(roots):  # a typo: not an empty collection
+        raise InputError(f"{missing[0]} does not exist", param="paths")
     return _run(service, name, options, read_sources(paths, options.read), roots, progress,
                 cancel)
 
@@ -275,8 +278,7 @@ def _run(service: Service, name: str, options: IndexOptions,
             todo.append(prepared)
             state.documents_total += 1
             state.chunks_total += len(prepared.chunks)
-            if state.documents_read % 50 == 0:
-                tell(state)
+            tell(state)  # reading and chunking is long work too: a bar that moves
         gone = [doc_id for doc_id, doc in stored.items()
                 if doc_id not in seen and doc.source not in seen and _owned(doc.source, roots)]
         report.removed = collection.delete_documents(gone)

@@ -81,48 +81,77 @@ def search(service: Service, name: str, request: SearchQuery) -> SearchAnswer:
         engine = model_engine(service, collection)
         embedded = service.embed(EmbedRequest([request.query], query_options(collection.binding),
                                               engine.id, field="query"), engine)
-        rowids, matrix = collection.vectors()
-        allowed = collection.filter_rowids(request.where, request.path)
-        cosine = matrix @ embedded.vectors[0].astype(np.float32) if len(rowids) else np.empty(0)
-        if allowed is not None:
-            keep = np.isin(rowids, allowed)
-            rowids, cosine = rowids[keep], cosine[keep]
-        wanted = request.top_k
-        if request.rerank:
-            wanted = request.candidates or max(request.top_k * RERANK_FACTOR, RERANK_MIN)
-        pool = max(wanted, request.top_k, FUSION_POOL if request.hybrid else 0)
-        vector_order = _top(cosine, pool)
-        vector_rank = {int(rowids[i]): r for r, i in enumerate(vector_order, 1)}
-        vector_score = {int(rowids[i]): float(cosine[i]) for i in vector_order}
-        order = [int(rowids[i]) for i in vector_order]
-        fused: dict[int, float] = {}
-        keyword: dict[int, float] = {}
-        if request.hybrid:
-            hits = collection.keyword(request.query, pool, within=allowed)
-            keyword = dict(hits)
-            for rank, rowid in enumerate(order, 1):
-                fused[rowid] = fused.get(rowid, 0.0) + 1 / (RRF_K + rank)
-            for rank, (rowid, _) in enumerate(hits, 1):
-                fused[rowid] = fused.get(rowid, 0.0) + 1 / (RRF_K + rank)
-            order = sorted(fused, key=lambda r: -fused[r])[:max(wanted, request.top_k)]
-        chunks = collection.chunks(order)
-        for chunk in chunks:  # a keyword-only hit still says its cosine
-            if chunk.rowid not in vector_score:
-                at = int(np.searchsorted(rowids, chunk.rowid))  # rowids come sorted
-                if at < len(rowids) and rowids[at] == chunk.rowid:
-                    vector_score[chunk.rowid] = float(cosine[at])
+        found = find(collection, embedded.vectors[0], request)
     tokens = embedded.total_tokens
     reranker = None
-    rerank_score: dict[int, float] = {}
+    chunks = found.chunks
     if request.rerank and chunks:
         ranked = service.rerank(RerankRequest(request.query, [c.text for c in chunks],
                                               model=request.reranker, field="documents"))
         reranker, tokens = ranked.model, tokens + ranked.total_tokens
-        rerank_score = {c.rowid: float(s) for c, s in zip(chunks, ranked.scores, strict=True)}
+        found.rerank = {c.rowid: float(s) for c, s in zip(chunks, ranked.scores, strict=True)}
         chunks = [chunks[i] for i in ranking(ranked.scores)]
-    results = [_result(c, rerank_score, fused, vector_score, keyword, vector_rank)
-               for c in chunks[:request.top_k]]
+    results = [found.result(c) for c in chunks[:request.top_k]]
     return SearchAnswer(name, collection.binding.model, reranker, results, tokens)
+
+
+@dataclass
+class Found:
+    """The candidates of one search and every score each has so far."""
+
+    chunks: list[StoredChunk]
+    vector: dict[int, float]
+    vector_rank: dict[int, int]
+    keyword: dict[int, float]
+    fused: dict[int, float]
+    rerank: dict[int, float]
+
+    def result(self, chunk: StoredChunk) -> SearchResult:
+        rowid = chunk.rowid
+        score = self.rerank.get(rowid, self.fused.get(rowid, self.vector.get(rowid, 0.0)))
+        return SearchResult(
+            id=chunk.id, document=chunk.document, score=score, text=chunk.text,
+            source=chunk.source, start_line=chunk.start_line, end_line=chunk.end_line,
+            metadata=chunk.metadata, vector_score=self.vector.get(rowid),
+            keyword_score=self.keyword.get(rowid), rerank_score=self.rerank.get(rowid),
+            vector_rank=self.vector_rank.get(rowid))
+
+
+def find(collection: Collection, vector: np.ndarray, request: SearchQuery) -> Found:
+    """The candidates for an embedded query, before any rerank: exact cosine over the
+    collection's vectors within the filters, fused with keyword hits when hybrid. What a
+    search costs beyond embedding its query (``benchmarks/collections_bench.py`` times it)."""
+    rowids, matrix = collection.vectors()
+    allowed = collection.filter_rowids(request.where, request.path)
+    cosine = matrix @ vector.astype(np.float32) if len(rowids) else np.empty(0)
+    if allowed is not None:
+        keep = np.isin(rowids, allowed)
+        rowids, cosine = rowids[keep], cosine[keep]
+    wanted = request.top_k
+    if request.rerank:
+        wanted = request.candidates or max(request.top_k * RERANK_FACTOR, RERANK_MIN)
+    pool = max(wanted, request.top_k, FUSION_POOL if request.hybrid else 0)
+    vector_order = _top(cosine, pool)
+    vector_rank = {int(rowids[i]): r for r, i in enumerate(vector_order, 1)}
+    vector_score = {int(rowids[i]): float(cosine[i]) for i in vector_order}
+    order = [int(rowids[i]) for i in vector_order][:max(wanted, request.top_k)]
+    fused: dict[int, float] = {}
+    keyword: dict[int, float] = {}
+    if request.hybrid:
+        hits = collection.keyword(request.query, pool, within=allowed)
+        keyword = dict(hits)
+        for rank, i in enumerate(vector_order, 1):
+            fused[int(rowids[i])] = 1 / (RRF_K + rank)
+        for rank, (rowid, _) in enumerate(hits, 1):
+            fused[rowid] = fused.get(rowid, 0.0) + 1 / (RRF_K + rank)
+        order = sorted(fused, key=lambda r: -fused[r])[:max(wanted, request.top_k)]
+    chunks = collection.chunks(order)
+    for chunk in chunks:  # a keyword-only hit still says its cosine
+        if chunk.rowid not in vector_score:
+            at = int(np.searchsorted(rowids, chunk.rowid))  # rowids come sorted
+            if at < len(rowids) and rowids[at] == chunk.rowid:
+                vector_score[chunk.rowid] = float(cosine[at])
+    return Found(chunks, vector_score, vector_rank, keyword, fused, {})
 
 
 def _top(scores: np.ndarray, k: int) -> list[int]:
@@ -131,15 +160,3 @@ def _top(scores: np.ndarray, k: int) -> list[int]:
         return ranking(scores)
     best = np.argpartition(-scores, k - 1)[:k]
     return [int(best[i]) for i in ranking(scores[best])]
-
-
-def _result(chunk: StoredChunk, rerank: dict[int, float], fused: dict[int, float],
-            vector: dict[int, float], keyword: dict[int, float],
-            vector_rank: dict[int, int]) -> SearchResult:
-    rowid = chunk.rowid
-    score = rerank.get(rowid, fused.get(rowid, vector.get(rowid, 0.0)))
-    return SearchResult(
-        id=chunk.id, document=chunk.document, score=score, text=chunk.text, source=chunk.source,
-        start_line=chunk.start_line, end_line=chunk.end_line, metadata=chunk.metadata,
-        vector_score=vector.get(rowid), keyword_score=keyword.get(rowid),
-        rerank_score=rerank.get(rowid), vector_rank=vector_rank.get(rowid))

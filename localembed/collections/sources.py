@@ -545,7 +545,7 @@ def _pdf_text(path: str) -> tuple[str | None, str | None]:
     try:
         from pypdf import PdfReader  # imported on the first PDF: most corpora have none
     except ImportError:
-        return None, "PDF support is not installed (pip install pypdf)"
+        return None, "PDF text needs the pdf extra (pip install 'localembed[pdf]')"
     try:
         reader = PdfReader(path)
         if reader.is_encrypted and not _decrypted(reader):
