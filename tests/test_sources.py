@@ -326,15 +326,20 @@ def test_an_unreadable_file_is_skipped_with_the_systems_reason(
     assert skipped(tmp_path) == {"locked.md": "unreadable (Permission denied)"}
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root reads every file whatever its mode")
-def test_an_unreadable_folder_is_skipped(tmp_path: Path) -> None:
+def test_an_unreadable_folder_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "closed/a.md", "a\n")
-    (tmp_path / "closed").chmod(0)
-    try:
-        assert skipped(tmp_path) == {"closed": "unreadable (Permission denied)"}
-    finally:
-        (tmp_path / "closed").chmod(0o755)
+    write(tmp_path / "open.md", "b\n")
+    closed = str((tmp_path / "closed").resolve())
+    real = os.scandir
+
+    def guarded_scandir(path):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == closed:  # tests may run as root, which chmod won't stop
+            raise PermissionError(13, "Permission denied", closed)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    assert skipped(tmp_path) == {"closed": "unreadable (Permission denied)"}
+    assert ids(tmp_path) == ["open.md"]
 
 
 # -- HTML ----------------------------------------------------------------------------------------

@@ -354,14 +354,15 @@ def test_errors_are_said_beside_the_button_that_caused_them(
     page.locator("#ix-name").fill("../etc")
     page.click("#ix-start")
     expect(page.locator("#ix-form .note-error")).to_contain_text("cannot name a collection")
-    # A folder that is not there: the report says nothing was found, and why.
+    # A folder that is not there: the server refuses it at once, said beside Start, and no
+    # collection is made.
     page.locator("#ix-path").fill(str(tmp_path / "missing"))
     page.locator("#ix-name").fill("missing")
     page.click("#ix-start")
-    report = page.locator("#ix-report")
-    expect(report).to_contain_text("Nothing was indexed", timeout=INDEX_TIMEOUT)
-    expect(report.locator(".ix-skipped li")).to_contain_text("does not exist")
+    expect(page.locator("#ix-form .note-error")).to_contain_text("does not exist")
+    assert drop_problems(page, "400")  # the refusal the page was told, and said
     expect(page.locator("#error")).to_be_hidden()  # nothing in the page-wide banner
+    assert "missing" not in [c["name"] for c in call(server, "/v1/collections")[1]["data"]]
 
 
 def test_the_tab_works_from_the_keyboard(page: Page, folder: Path) -> None:

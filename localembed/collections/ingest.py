@@ -223,15 +223,23 @@ def _owned(source: str, roots: Sequence[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
+def check_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The paths to index, resolved; when none of them exists it is a typo, refused at once
+    rather than run into an empty collection (one missing among others is reported skipped)."""
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    if not roots:
+        raise InputError("give at least one file or folder to index", param="paths")
+    if not any(root.exists() for root in roots):
+        raise InputError(f"{paths[0]} does not exist", param="paths")
+    return roots
+
+
 def index(service: Service, name: str, paths: Sequence[str | Path],
           options: IndexOptions = IndexOptions(),
           progress: Callable[[IndexProgress], None] | None = None,
           cancel: threading.Event | None = None) -> IndexReport:
     """Index ``paths`` into collection ``name``; see the module's docstring for the rules."""
-    roots = [Path(p).expanduser().resolve() for p in paths]
-    missing = [str(p) for p, root in zip(paths, roots, strict=True) if not root.exists()]
-    if missing and len(missing) == len(roots):  # a typo: not an empty collection
-        raise InputError(f"{missing[0]} does not exist", param="paths")
+    roots = check_paths(paths)
     return _run(service, name, options, read_sources(paths, options.read), roots, progress,
                 cancel)
 

@@ -9,7 +9,7 @@ import json
 import msgspec
 from flask import Response
 
-from localembed.collections.ingest import IndexOptions, open_collection, upsert
+from localembed.collections.ingest import IndexOptions, check_paths, open_collection, upsert
 from localembed.collections.jobs import IndexJob
 from localembed.collections.search import search
 from localembed.collections.store import (
@@ -132,6 +132,7 @@ def search_route(name: str) -> Response:
 def start_index(name: str) -> Response:
     name = _name(name)
     request = body(wire.IndexRequest)
+    check_paths(request.paths)  # a typo is the caller's 400, not a job that fails
     job, started = state().jobs.start(name, request.paths, request.options())
     return reply(_state(job), 202 if started else 200)
 
