@@ -23,9 +23,11 @@ from localembed.collections.sources import ReadOptions
 from localembed.collections.store import (
     Collection,
     CollectionError,
+    collection_path,
     list_collections,
     remove_collection,
 )
+from localembed.dialects.collections import CollectionInfo
 from localembed.engine import InputError
 from localembed.models.store import installed
 
@@ -210,13 +212,9 @@ def collections_group(ctx: click.Context, as_json: bool) -> None:
 
 
 def _describe(name: str) -> dict[str, object]:
-    with Collection.open(name) as collection:
-        stats = collection.stats()
-        binding = collection.binding
-        return {"name": name, "model": binding.model, "dimensions": binding.dimensions,
-                "chunk_tokens": binding.chunk_tokens, "overlap": binding.overlap,
-                "documents": stats.documents, "chunks": stats.chunks, "tokens": stats.tokens,
-                "bytes": stats.bytes, "path": str(collection.path)}
+    """The collection as /v1/collections lists it, and where its database is."""
+    info = msgspec.to_builtins(CollectionInfo.of(name))
+    return {**info, "path": str(collection_path(name))}
 
 
 @collections_group.command(name="show")

@@ -159,7 +159,10 @@ def open_collection(service: Service, name: str, options: IndexOptions) -> tuple
         collection = Collection.open(name)
     except LookupError:
         engine = service.engine(options.model)
-        return Collection.create(name, bind(engine, options.chunk_tokens, options.overlap)), engine
+        # The store's own create-or-open: another process creating it meanwhile is no error
+        # (and its binding is checked against this one).
+        binding = bind(engine, options.chunk_tokens, options.overlap)
+        return Collection.open_or_create(name, binding), engine
     binding = collection.binding
     if options.model is not None and service.registry.canonical(options.model) != binding.model:
         collection.close()

@@ -10,6 +10,7 @@ import msgspec
 from localembed.collections.ingest import IndexOptions, IndexProgress, IndexReport
 from localembed.collections.search import SearchAnswer, SearchQuery, SearchResult
 from localembed.collections.sources import Document, ReadOptions
+from localembed.collections.store import Collection
 from localembed.dialects.common import PositiveInt, Usage
 
 # Checked by the store (the model-id rule), which says why.
@@ -96,6 +97,16 @@ class CollectionInfo(msgspec.Struct, kw_only=True):
     bytes: int
     indexing: IndexState | None = None
     object: Literal["collection"] = "collection"
+
+    @classmethod
+    def of(cls, name: str, indexing: IndexState | None = None) -> CollectionInfo:
+        """Collection ``name`` as every face lists it: its model, settings and size."""
+        with Collection.open(name) as collection:
+            stats, binding = collection.stats(), collection.binding
+        return cls(name=name, model=binding.model, dimensions=binding.dimensions,
+                   chunk_tokens=binding.chunk_tokens, overlap=binding.overlap,
+                   documents=stats.documents, chunks=stats.chunks, tokens=stats.tokens,
+                   bytes=stats.bytes, indexing=indexing)
 
 
 class CollectionList(msgspec.Struct):

@@ -40,14 +40,8 @@ def _name(name: str) -> str:
 
 
 def _info(name: str) -> wire.CollectionInfo:
-    with Collection.open(name) as collection:
-        stats, binding = collection.stats(), collection.binding
     job = state().jobs.get(name)
-    return wire.CollectionInfo(
-        name=name, model=binding.model, dimensions=binding.dimensions,
-        chunk_tokens=binding.chunk_tokens, overlap=binding.overlap, documents=stats.documents,
-        chunks=stats.chunks, tokens=stats.tokens, bytes=stats.bytes,
-        indexing=_state(job) if job is not None else None)
+    return wire.CollectionInfo.of(name, _state(job) if job is not None else None)
 
 
 def _state(job: IndexJob) -> wire.IndexState:

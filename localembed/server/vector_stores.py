@@ -55,14 +55,12 @@ from localembed.collections.store import (
 )
 from localembed.dialects import vector_stores as wire
 from localembed.engine import InputError
-from localembed.models.defaults import reranker_id
 from localembed.server.body import body, reply
 from localembed.server.errors import APIError
 from localembed.server.metrics import Metrics
 from localembed.server.routes import Blueprint
 from localembed.server.state import state
 from localembed.service.execute import Service
-from localembed.service.registry import Registry
 
 log = logging.getLogger("localembed.server")
 
@@ -272,10 +270,6 @@ def _store_object(store: str, record: StoreRecord | None = None) -> wire.VectorS
         usage_bytes=sum(f.usage_bytes for f in files if f.status == "completed"),
         file_counts=counts, status="in_progress" if counts.in_progress else "completed",
         last_active_at=active, metadata=record.metadata)
-
-
-def _reranker_installed(registry: Registry) -> bool:
-    return reranker_id([registry.default_id, *(e.id for e in registry.loaded())]) is not None
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -584,7 +578,7 @@ def search_store(vector_store_id: str) -> Response:
             return {d.id: d.metadata for d in collection.documents().values()}
 
     hits, tokens = wire.search_store(st.service, store, asked, documents,
-                                     lambda: _reranker_installed(st.service.registry))
+                                     lambda: st.service.registry.reranker_id() is not None)
     st.metrics.count_work(len(asked.queries), tokens)
     attachments().touch(store)
     return reply(wire.search_page(asked.queries, hits))

@@ -108,9 +108,14 @@ class Registry:
         model, which the engine refuses naming the kind of model needed."""
         if name is not None:
             return self.get(name)
+        return self.get(self.reranker_id() or self.default_id)
+
+    def reranker_id(self) -> str | None:
+        """The reranker a request naming none goes to, without loading it; None when no
+        reranker is installed."""
         with self._lock:
             preferred = [self.default_id, *self._engines]
-        return self.get(reranker_id(preferred) or self.default_id)
+        return reranker_id(preferred)
 
     def set_default(self, name: str, persist: bool = False,
                     unload_previous: bool = True) -> Engine:
