@@ -161,7 +161,8 @@ class LLM:
         """Index files, folders and JSONL/CSV records into ``collection`` (created on first use,
         with this LLM's model unless ``model`` says otherwise); the same run as
         ``localembed index`` and ``POST /v1/collections/{name}/index``. Options are that body's
-        fields (``glob``, ``text_field``, ``id_field``, ``chunk_tokens``, ``overlap``)."""
+        fields (``glob``, ``text_field``, ``id_field``, ``chunk_tokens``, ``overlap``,
+        ``rechunk``)."""
         items = [paths] if isinstance(paths, str) else list(paths)
         request = convert({"paths": items, **options}, wire.IndexRequest)
         if request.model is None and collection not in list_collections():

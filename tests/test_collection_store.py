@@ -35,6 +35,7 @@ from localembed.collections.store import (
     remove_collection,
     valid_name,
 )
+from localembed.collections.vectorindex import VectorIndex
 from localembed.config.paths import collections_dir
 from localembed.models.store import valid_id
 from tests.conftest import ROOT
@@ -169,27 +170,63 @@ def test_the_matrix_holds_the_stored_vectors_at_unit_length(collection: Collecti
     np.testing.assert_array_equal(np.frombuffer(b"".join(blobs), "<f4").reshape(3, DIMS), matrix)
 
 
-def test_the_matrix_is_loaded_once_per_process_until_the_collection_changes(
+def test_the_vector_index_is_loaded_once_per_process_until_the_collection_changes(
         collection: Collection) -> None:
     add(collection, "a.md", ["one"])
-    first = collection.vectors()
-    assert collection.vectors()[1] is first[1]
+    first = collection.vector_index()
+    assert collection.vector_index() is first
     with Collection.open("docs") as per_request:  # as a search that opens it each time
-        assert per_request.vectors()[1] is first[1]
+        assert per_request.vector_index() is first
         add(per_request, "b.md", ["two"])
-    assert len(collection.vectors()[0]) == 2
+    assert len(collection.vector_index()) == 2
+
+
+def test_the_vector_index_after_a_change_equals_one_built_from_scratch(
+        collection: Collection) -> None:
+    add(collection, "a.md", ["one", "two"], seed=1)
+    add(collection, "b.md", ["three"], seed=2)
+    collection.vector_index()
+    add(collection, "a.md", ["one again"], seed=3)  # two rows gone, one new
+    add(collection, "c.md", ["four", "five"], seed=4)
+    collection.delete_documents(["b.md"])
+    updated = collection.vector_index()
+    rowids, matrix = collection.vectors()
+    fresh = VectorIndex.of(rowids, matrix)
+    np.testing.assert_array_equal(updated.rowids, fresh.rowids)
+    np.testing.assert_array_equal(updated.codes, fresh.codes)
+    np.testing.assert_array_equal(updated.scales, fresh.scales)
+    assert sorted(c.text for c in collection.chunks(updated.rowids)) == [
+        "five", "four", "one again"]
+
+
+def test_the_vector_index_scores_within_a_hundredth_of_the_exact_cosine(
+        collection: Collection) -> None:
+    given = unit(add(collection, "a.md", [f"chunk {i}" for i in range(40)], seed=7))
+    query = unit(vectors(1, seed=8))[0]
+    approximate = collection.vector_index().scores(query)
+    np.testing.assert_allclose(approximate, given @ query, atol=0.01)
+
+
+def test_exact_vectors_come_back_for_the_rowids_asked_that_are_still_stored(
+        collection: Collection) -> None:
+    given = unit(add(collection, "a.md", ["one", "two", "three"], seed=5))
+    rowids = collection.vectors()[0]
+    found, matrix = collection.embeddings([int(rowids[2]), 10**9, int(rowids[0])])
+    assert found.tolist() == [int(rowids[0]), int(rowids[2])]
+    np.testing.assert_allclose(matrix, given[[0, 2]], rtol=1e-6)
 
 
 def test_a_collection_made_again_under_its_name_is_not_taken_for_the_old_one(
         collection: Collection) -> None:
     add(collection, "a.md", ["old"])
-    assert len(collection.vectors()[0]) == 1
+    assert len(collection.vector_index()) == 1
     collection.close()
     remove_collection("docs")
     with Collection.create("docs", BINDING) as again:
-        assert again.vectors()[0].shape == (0,)
+        assert again.vector_index().rowids.shape == (0,)
         add(again, "b.md", ["new one", "new two"])
-        assert [c.text for c in again.chunks(again.vectors()[0])] == ["new one", "new two"]
+        rowids = again.vector_index().rowids
+        assert [c.text for c in again.chunks(rowids)] == ["new one", "new two"]
 
 
 WRITE_ONE = """
@@ -201,16 +238,17 @@ with Collection.open("docs") as c:
 """
 
 
-def test_the_matrix_sees_a_write_made_by_another_process(collection: Collection) -> None:
+def test_the_vector_index_sees_a_write_made_by_another_process(collection: Collection) -> None:
     add(collection, "a.md", ["one"])
-    assert len(collection.vectors()[0]) == 1
+    assert len(collection.vector_index()) == 1
     theirs = vectors(1, seed=9)
     proc = child(WRITE_ONE, json.dumps(theirs.tolist()))
     assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
-    rowids, matrix = collection.vectors()
-    assert len(rowids) == 2
-    np.testing.assert_allclose(matrix[1], unit(theirs)[0], rtol=1e-6)
-    assert collection.chunks(rowids[1:])[0].text == "from a child"
+    index = collection.vector_index()
+    assert len(index) == 2
+    np.testing.assert_allclose(collection.embeddings(index.rowids[1:])[1][0], unit(theirs)[0],
+                               rtol=1e-6)
+    assert collection.chunks(index.rowids[1:])[0].text == "from a child"
 
 
 # -- filters ------------------------------------------------------------------------------------
@@ -411,15 +449,14 @@ def test_another_model_is_refused_naming_both(collection: Collection) -> None:
         Collection.open_or_create("docs", same_name)
 
 
-def test_other_chunk_settings_are_refused_unless_asked_and_the_stored_ones_kept(
+def test_other_chunk_settings_are_refused_until_set_and_then_kept(
         collection: Collection) -> None:
     wider = Binding(**{**BINDING.__dict__, "chunk_tokens": 512})
-    with pytest.raises(CollectionError, match="chunked at 256 tokens"):
+    with pytest.raises(CollectionError, match="chunked at 256 tokens.*--rechunk"):
         Collection.open_or_create("docs", wider)
-    with Collection.open_or_create("docs", wider, rechunk=True) as opened:
-        assert opened.binding == BINDING
-        opened.set_chunking(512, 32)
+    collection.set_chunking(512, 32)
     assert Collection.open("docs").binding == wider
+    Collection.open_or_create("docs", wider).close()
 
 
 def test_open_or_create_creates_then_opens() -> None:

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 from localembed.cli import cli
 from localembed.collections.ingest import IndexOptions, index
 from localembed.collections.search import SearchQuery, search
-from localembed.collections.store import Collection
+from localembed.collections.store import Collection, CollectionError
 from localembed.config.settings import ServerConfig
 from localembed.engine import EmbedOptions
 from localembed.models.starter import STARTER_ID
@@ -132,6 +133,26 @@ def test_a_changed_file_re_embeds_only_its_chunks_and_a_deleted_one_leaves(
     untouched = {k: v for k, v in before.items()
                  if not k.startswith((changed.name + "#", gone.name + "#"))}
     assert all(after[k]["embedding"] == v["embedding"] for k, v in untouched.items())
+
+
+def test_other_chunk_settings_need_rechunk_which_embeds_every_document_again(
+        service, corpus: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for path in sorted(corpus.iterdir())[:5]:
+        (folder / path.name).write_text(path.read_text())
+    first = index(service, "docs", [folder])
+    with pytest.raises(CollectionError, match="--rechunk"):
+        index(service, "docs", [folder], IndexOptions(chunk_tokens=48))
+    again = index(service, "docs", [folder], IndexOptions(chunk_tokens=48, rechunk=True))
+    assert (again.changed, again.unchanged) == (first.added, 0)
+    assert again.chunks > first.chunks
+    with Collection.open("docs") as collection:
+        assert (collection.binding.chunk_tokens, collection.binding.overlap) == (48, 6)
+        path = collection.path
+    with sqlite3.connect(path) as db:  # as any SQLite reader sees it
+        assert db.execute("SELECT max(tokens) FROM chunks").fetchone()[0] <= 48
+    assert index(service, "docs", [folder]).unchanged == first.added  # the new settings kept
 
 
 def test_every_chunk_fits_the_model_with_its_prompt_and_none_is_cut(service,
@@ -303,6 +324,26 @@ def test_apps_feed_and_delete_documents_by_id_over_http(app_home: Path) -> None:
         assert left["results"][0]["metadata"]["shelf"] == "2"
     finally:
         registry.close()
+
+
+def test_a_search_with_include_vectors_returns_the_query_and_the_stored_vectors(
+        service, corpus: Path) -> None:
+    index(service, "docs", [corpus])
+    client = create_app(ServerConfig(), service.registry).test_client()
+    query = "read and write ZIP archive files"
+    plain = client.post("/v1/collections/docs/search", json={"query": query, "top_k": 5})
+    assert "embeddings" not in plain.get_json() and "query_embedding" not in plain.get_json()
+    body = client.post("/v1/collections/docs/search",
+                       json={"query": query, "top_k": 5, "include_vectors": True}).get_json()
+    stored = exported("docs")
+    assert len(body["embeddings"]) == len(body["results"]) == 5
+    for result, vector in zip(body["results"], body["embeddings"], strict=True):
+        np.testing.assert_allclose(vector, stored[result["id"]]["embedding"], rtol=1e-6)
+        assert float(np.dot(vector, body["query_embedding"])) == pytest.approx(
+            result["vector_score"], abs=1e-5)
+    asked = client.post("/v1/embeddings", json={"input": query, "task": "query"}).get_json()
+    np.testing.assert_allclose(body["query_embedding"], asked["data"][0]["embedding"],
+                               atol=1e-6)
 
 
 def test_bad_collection_requests_are_clear_400s_and_404s(app_home: Path) -> None:

@@ -64,6 +64,7 @@ LAYERS: dict[str, Layer] = {
                  faces={
         "server": "`localembed serve` runs the HTTP server",
         "desktop": "`localembed app` starts the desktop app",
+        "ray": "`embed-corpus --ray` runs the corpus pipeline on a Ray cluster",
         "root": "the package's version: --version, `serve`'s banner, `localembed info`",
     }),
     "desktop": Layer(("desktop/",), BELOW_FACES, FACE, web=True, via_service=True, faces={
@@ -71,6 +72,8 @@ LAYERS: dict[str, Layer] = {
         "root": "the package's version, said when the app starts",
     }),
     "api": Layer(("api.py",), BELOW_FACES, FACE, via_service=True),
+    # localembed.ray: the corpus pipeline as Ray Data stages, and ``Embedder`` for users' own
+    "ray": Layer(("ray.py",), BELOW_FACES, FACE, via_service=True),
     # localembed/__init__.py: ``localembed.load`` and the engine's names, the version
     "root": Layer(("__init__.py",), BELOW_FACES, FACE, via_service=True, faces={
         "api": "`from localembed import LLM, Runner` loads the Python API lazily",

@@ -50,7 +50,7 @@ def imported_top_level_modules() -> set[str]:
 # Imported only where the platform provides them (pystray's own backends pull them in).
 PLATFORM_ONLY = {"gi", "AppKit", "Foundation", "objc", "winreg"}
 # Imported only when first needed, and declared by an extra: module -> the extra.
-OPTIONAL = {"pypdf": "pdf"}
+OPTIONAL = {"pypdf": "pdf", "ray": "ray", "pyarrow": "ray"}
 
 
 def test_every_third_party_import_is_a_declared_dependency() -> None:
@@ -101,6 +101,16 @@ def test_the_test_extra_pulls_in_no_pytorch_and_no_reference() -> None:
 
 def test_the_reference_extra_declares_every_reference_the_tests_use() -> None:
     assert {_name(module) for module in REFERENCES} - declared("reference") == set()
+
+
+def test_no_face_imports_ray_or_pyarrow_until_a_corpus_job_needs_them() -> None:
+    script = ("import sys, localembed.cli, localembed.api, localembed.server, "
+              "localembed.collections.corpus; "
+              "print(sorted(m for m in ('ray', 'pyarrow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_bundled_starter_is_the_recorded_file() -> None:

@@ -23,7 +23,7 @@ import pytest
 from localembed.desktop import xmenu
 from tests.conftest import ARTIFACTS
 from tests.conftest import wait_until as _wait_until
-from tests.fixtures.desktop import accent_pixels, screenshot, wait_for_icon
+from tests.fixtures.desktop import accent_pixels, describe_windows, screenshot, wait_for_icon
 from tests.fixtures.server import health
 
 ICON_CLASS = "localembedSystemTrayIcon"  # pystray's WM_CLASS for the icon named "localembed"
@@ -103,7 +103,8 @@ def app_in_tray(display: str, synthetic, app_home: Path,  # type: ignore[no-unty
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
-        assert wait_for_icon(display) > 50
+        assert wait_for_icon(display) > 50, (
+            f"no icon on the screen: {describe_windows(display)}; app exited: {proc.poll()}")
         icon = wait_for_window(display, ICON_CLASS)
         assert icon is not None and icon[1] < 40  # docked in trayer, at the top of the screen
         yield proc, url, opened, icon
@@ -257,6 +258,30 @@ def test_pause_in_the_menu_stops_serving_and_the_menu_then_offers_resume(tray,
     assert wait_until(lambda: health(tray.controller.url))
 
 
+def test_only_the_tray_loop_uses_pystrays_x_connection(tray, display: str) -> None:
+    """Menu actions update the icon from the click thread and Quit comes from another: none of
+    them may use pystray's own python-xlib connection, which two threads can deadlock."""
+    import threading
+
+    connection = tray.icon._display.display  # python-xlib's protocol display
+    original = connection.send_and_recv
+    used_by: set[str] = set()
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        used_by.add(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    connection.send_and_recv = recording
+    choose(display, tray, "Pause Server")
+    assert wait_until(lambda: tray.controller.status == "paused")
+    choose(display, tray, "Resume Server")
+    assert wait_until(lambda: health(tray.controller.url))
+    assert wait_until(lambda: accent_pixels(display) > 50)  # redrawn "ready" on the loop
+    tray.quit()
+    assert tray._ended.wait(10)
+    assert used_by == {tray._loop_thread.name}
+
+
 def test_the_menu_marks_the_model_being_served(tray, display: str) -> None:
     from tests.fixtures.desktop import screen_pixels
 
@@ -306,7 +331,7 @@ class StoppingFailsIcon:
         self.stopped = threading.Event()
         self.ran_on_main_thread: bool | None = None
 
-    def run(self) -> None:
+    def run(self, setup=None) -> None:  # type: ignore[no-untyped-def]
         import threading
 
         self.ran_on_main_thread = threading.current_thread() is threading.main_thread()
@@ -328,6 +353,7 @@ def gtk_tray(bare_display: tuple[str, list], monkeypatch: pytest.MonkeyPatch):  
     tray = Tray(AppController(ServerConfig(port=0)))
     tray._clicks.close()  # the stand-in has no X window to click
     tray._clicks = None
+    tray._calls = None  # nor a loop to call on
     tray.icon = StoppingFailsIcon()
     gc.collect()  # pystray's own icon lets go of the display now, while it is still there
     return tray

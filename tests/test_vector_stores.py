@@ -121,6 +121,93 @@ def test_upload_and_poll_then_search_finds_the_right_file_first(
     assert [r.file_id for r in one.data] == [ids["heapq"]]
 
 
+def test_a_file_batch_uploaded_and_polled_makes_every_file_searchable(
+        server: str, corpus: dict[str, Path]) -> None:
+    client = sdk(server)
+    store = client.vector_stores.create(name="batch")
+    handles = [path.open("rb") for path in corpus.values()]
+    try:
+        batch = client.vector_stores.file_batches.upload_and_poll(
+            vector_store_id=store.id, files=handles, max_concurrency=3)
+    finally:
+        for handle in handles:
+            handle.close()
+    assert batch.object == "vector_store.files_batch" and batch.id.startswith("vsfb_")
+    assert batch.status == "completed" and batch.vector_store_id == store.id
+    counts = batch.file_counts
+    assert (counts.completed, counts.total, counts.failed, counts.in_progress) == (6, 6, 0, 0)
+    listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert sorted(f.status for f in listed.data) == ["completed"] * 6
+    names = {f.id: client.files.retrieve(f.id).filename for f in listed.data}
+    for module, query in QUERIES.items():
+        best = client.vector_stores.search(vector_store_id=store.id, query=query).data[0]
+        assert names[best.file_id] == corpus[module].name
+
+
+def test_a_file_batch_gives_each_file_its_attributes(server: str,
+                                                     corpus: dict[str, Path]) -> None:
+    client = sdk(server)
+    store = client.vector_stores.create(name="batch")
+    ids = {}
+    for module, path in corpus.items():
+        with path.open("rb") as f:
+            ids[module] = client.files.create(file=f, purpose="assistants").id
+    batch = client.vector_stores.file_batches.create_and_poll(
+        vector_store_id=store.id,
+        files=[{"file_id": ids[m], "attributes": {"topic": TOPICS[m]}} for m in ids])
+    assert batch.status == "completed" and batch.file_counts.completed == 6
+    found = client.vector_stores.search(vector_store_id=store.id, query=QUERIES["csv"],
+                                        filters={"type": "eq", "key": "topic",
+                                                 "value": "data"})
+    assert {r.file_id for r in found.data} <= {ids["csv"], ids["sqlite3"]} and found.data
+    shared = client.vector_stores.file_batches.create_and_poll(
+        vector_store_id=store.id, file_ids=[ids["heapq"]], attributes={"topic": "heaps"})
+    assert shared.file_counts.completed == 1
+    assert client.vector_stores.files.retrieve(
+        ids["heapq"], vector_store_id=store.id).attributes == {"topic": "heaps"}
+
+
+def test_cancelling_a_file_batch_detaches_the_files_still_in_progress(
+        server: str, tmp_path: Path) -> None:
+    client = sdk(server)
+    store = client.vector_stores.create(name="cancel")
+    ids = []
+    for n in range(8):
+        path = tmp_path / f"note{n}.txt"
+        path.write_text(f"Note {n}. " + "Words about tides, harbours and boats. " * 300)
+        with path.open("rb") as f:
+            ids.append(client.files.create(file=f, purpose="assistants").id)
+    batch = client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=ids)
+    cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "cancelled" and cancelled.file_counts.cancelled >= 1
+    assert cancelled.file_counts.total == 8
+    statuses = {}
+    for _ in range(600):
+        listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+        statuses = {f.id: f.status for f in listed.data}
+        if "in_progress" not in statuses.values():
+            break
+    stored = {f.id for f in client.vector_stores.files.list(vector_store_id=store.id).data}
+    assert stored == {f for f, status in statuses.items() if status == "completed"}
+    assert {s for f, s in statuses.items() if f not in stored} == {"cancelled"}
+
+
+def test_bad_file_batches_are_openai_shaped_errors(server: str,
+                                                   corpus: dict[str, Path]) -> None:
+    client = sdk(server)
+    store = client.vector_stores.create(name="bad")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.vector_stores.file_batches.create(vector_store_id=store.id,
+                                                 file_ids=["file-nope"])
+    assert missing.value.body["param"] == "file_ids"
+    with pytest.raises(openai.BadRequestError) as neither:
+        client.vector_stores.file_batches.create(vector_store_id=store.id)
+    assert neither.value.body["param"] == "file_ids"
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.file_batches.retrieve("vsfb_nope", vector_store_id=store.id)
+    assert client.vector_stores.files.list(vector_store_id=store.id).data == []
+
+
 def test_the_search_page_and_the_objects_have_openais_exact_shape(filled) -> None:  # type: ignore[no-untyped-def]
     client, store, ids = filled
     url = str(client.base_url).rstrip("/")
@@ -272,15 +359,6 @@ def test_filters_compare_typed_values_as_openai_does() -> None:
         {"type": "and", "filters": [{"type": "eq", "key": "draft", "value": True},
                                     {"type": "in", "key": "year", "value": [2020, 2021]}]}]},
         attributes)
-    both = msgspec.convert({"type": "and", "filters": [
-        {"type": "eq", "key": "topic", "value": "data"},
-        {"type": "and", "filters": [{"type": "eq", "key": "lang", "value": "en"}]}]},
-        VectorStoreFilter)
-    assert both.where() == {"topic": "data", "lang": "en"} and both.only_string_equalities()
-    mixed = msgspec.convert({"type": "and", "filters": [
-        {"type": "eq", "key": "topic", "value": "data"},
-        {"type": "gt", "key": "year", "value": 2000}]}, VectorStoreFilter)
-    assert mixed.where() == {"topic": "data"} and not mixed.only_string_equalities()
 
 
 def test_attributes_are_replaced_and_files_attached_with_them(filled) -> None:  # type: ignore[no-untyped-def]

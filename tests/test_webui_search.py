@@ -386,9 +386,12 @@ def test_the_tab_works_from_the_keyboard(page: Page, folder: Path) -> None:
     expect(page.locator("#sr-rows tr").first).to_have_attribute("data-document", "heapq.txt")
 
 
-def test_the_map_shows_the_query_among_the_nearest_chunks(page: Page, folder: Path) -> None:
+def test_the_map_shows_the_query_among_the_nearest_chunks_by_their_stored_vectors(
+        page: Page, folder: Path) -> None:
     index_from_tab(page, folder, "stdlib")
     page.locator("#sr-query").fill("compressed files")
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
     page.click("#sr-map")
     card = page.locator("#sr-map-card")
     expect(card).to_be_visible(timeout=60_000)
@@ -397,7 +400,9 @@ def test_the_map_shows_the_query_among_the_nearest_chunks(page: Page, folder: Pa
     expect(card.locator(".point")).to_have_count(chunks + 1)
     expect(card.locator(".point.query")).to_have_count(1)
     expect(card.locator(".legend-item").first).to_have_text("Query (Q)")
-    expect(page.locator("#sr-map-note")).to_contain_text("made again")
+    expect(page.locator("#sr-map-note")).to_contain_text("when they were indexed")
+    assert [u.rsplit("/v1/", 1)[1] for u in posted] == ["collections/stdlib/search"]  # nothing
+    # embedded again: the search answered with the vectors
 
 
 # -- layout ---------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import { clearNear, placeFor, say } from "./notify.js";
 const $ = (id) => document.getElementById(id);
 const ROUTE = "/v1/collections";
 const one = (name) => `${ROUTE}/${encodeURIComponent(name)}`;
-// The map embeds the chunks nearest the query again (the API gives no stored vectors): at most
-// this many, so it stays a few seconds' work.
+// The map draws the chunks nearest the query, by their stored vectors: at most this many, so
+// that its legend stays readable.
 const MAP_CHUNKS = 100;
 const ENDED = ["done", "error", "cancelled"];
 // The server's rule for a collection's name (the model-id rule), checked here so a name such as
@@ -174,26 +174,22 @@ export function setupSearch({ api, run, follow, clock, fmtBytes, modelsOf, confi
 
   // -- the map -----------------------------------------------------------------------------------
   // The chunks nearest the query, with the query among them, drawn as the Similarity tab's map.
-  // Vectors are made again with the collection's model and prompts (documents as "document",
-  // the query as "query"); the stored ones are not served.
+  // The vectors are those the search used: the query's and the chunks' stored ones.
   $("sr-map").addEventListener("click", (e) => run(e.target, async ({ signal }) => {
     const body = request();
     const info = state.collections.find((c) => c.name === state.selected);
     const k = Math.min(MAP_CHUNKS, Math.max(1, info ? info.chunks : MAP_CHUNKS));
     $("sr-map-card").hidden = true;
     const found = await api("POST", `${one(state.selected)}/search`,
-      { ...body, top_k: k, rerank: false, hybrid: false }, signal);
+      { ...body, top_k: k, rerank: false, hybrid: false, include_vectors: true }, signal);
     if (found.results.length < 2) throw new Error("The map needs at least two chunks in the collection.");
-    const [q, docs] = await Promise.all([
-      api("POST", "/v1/embeddings", { model: found.model, input: [body.query], task: "query" }, signal),
-      api("POST", "/v1/embeddings", { model: found.model, input: found.results.map((r) => r.text), task: "document" }, signal)]);
     const texts = [body.query, ...found.results.map((r) => `${r.document} ${lineRange(r)}: ${r.text}`)];
     const keys = ["Q", ...found.results.map((_, i) => String(i + 1))];
     $("sr-map-note").textContent = `The query (Q) and the ${plural(found.results.length, "chunk")} nearest it, ` +
-      `numbered by their vector rank (a rerank's "was #n"). Their vectors are made again with ${found.model} ` +
-      "for this map: the API does not serve a collection's stored vectors.";
+      `numbered by their vector rank (a rerank's "was #n"), by the vectors ${found.model} gave them ` +
+      "when they were indexed.";
     drawMap({ svg: $("sr-pca"), legend: $("sr-pca-legend"), tip: $("sr-pca-tip") }, texts, keys,
-      [q.data[0].embedding, ...docs.data.map((d) => d.embedding)], 0);
+      [found.query_embedding, ...found.embeddings], 0);
   }, { cancellable: true }));
 
   // -- index a folder ----------------------------------------------------------------------------------
@@ -273,11 +269,11 @@ export function setupSearch({ api, run, follow, clock, fmtBytes, modelsOf, confi
   function renderProgress(slot, p) {
     if (!slot.view || slot.view.name !== p.collection) slot.view = progressView(slot, p.collection);
     const { bar, cancel, info, current } = slot.view;
-    if (p.status === "embedding" && p.chunks_total > 0) { bar.max = p.chunks_total; bar.value = p.chunks_done; }
+    if (p.status === "embedding" && p.documents_total > 0) { bar.max = 1; bar.value = p.fraction; }
     else if (p.status === "done") { bar.max = 1; bar.value = 1; }
     else bar.removeAttribute("value");  // reading: not yet known how much there is
     const counts = p.status === "reading" ? [`${plural(p.documents_read, "file")} read`]
-      : [`${p.documents_done} of ${plural(p.documents_total, "document")}`, `${p.chunks_done} of ${plural(p.chunks_total, "chunk")}`];
+      : [`${p.documents_done} of ${plural(p.documents_total, "document")}`, `${plural(p.chunks_done, "chunk")} stored`];
     const eta = clock(p.eta);
     info.textContent = [`${p.collection}: ${p.status}`, ...counts,
       `${Math.round(p.tokens_per_second)} tokens/s`, eta ? `ETA ${eta}` : ""].filter(Boolean).join(" · ");

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 import msgspec
 
 from localembed.cli.commands import _say, _short, _size, open_service
+from localembed.collections import corpus
 from localembed.collections.ingest import (
     IndexCancelled,
     IndexOptions,
@@ -68,12 +70,14 @@ class Bar:
         if p.status == "reading":
             line = f"reading: {p.documents_read} documents, {p.documents_total} to embed"
         else:
-            total = max(p.chunks_total, 1)
-            filled = int(self.WIDTH * p.chunks_done / total)
             eta = "--:--" if p.eta is None else f"{int(p.eta // 60)}:{int(p.eta % 60):02d}"
-            line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] documents "
-                    f"{p.documents_done}/{p.documents_total} chunks {p.chunks_done}/"
-                    f"{p.chunks_total} {p.tokens_per_second:,.0f} tokens/s ETA {eta}")
+            counts = (f"documents {p.documents_done}/{p.documents_total} chunks "
+                      f"{p.chunks_done} {p.tokens_per_second:,.0f} tokens/s")
+            if p.characters_total:  # how much there is, known once it was all read
+                filled = int(self.WIDTH * p.fraction)
+                line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {counts} ETA {eta}"
+            else:  # streamed (embed-corpus): what is done so far
+                line = counts
         click.echo(f"\r{line:<100}", nl=False, err=True)
         self.shown = True
 
@@ -95,16 +99,24 @@ class Bar:
               help="Tokens per chunk (default: 512, or less where the model takes less).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Tokens each chunk repeats from the one before (default: an eighth).")
+@click.option("--rechunk", is_flag=True,
+              help="Let an existing collection take new --chunk-tokens/--overlap (its "
+                   "documents are embedded again).")
 def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | None,
               text_field: str | None, id_field: str | None, chunk_tokens: int | None,
-              overlap: int | None) -> None:
+              overlap: int | None, rechunk: bool) -> None:
     """Index files, folders and JSONL/CSV records into collection NAME (created on first use).
 
     Run it again to bring the collection up to date: only new and changed documents are
     embedded, documents gone from the folders are dropped, and an interrupted run goes on
     where it stopped."""
     options = IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
+                           rechunk=rechunk,
                            read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+    datasets = [Path(p) for p in paths if corpus.parts(Path(p))]
+    if datasets:
+        _load_datasets(name, paths, datasets)
+        return
     bar = Bar()
     with open_service(model or _collection_model(name), None, None, None) as service:
         try:
@@ -137,6 +149,78 @@ def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | 
             _say(f"  ... and {len(report.skipped) - 20} more")
 
 
+def _load_datasets(name: str, paths: tuple[str, ...], datasets: list[Path]) -> None:
+    """``index NAME OUT``: datasets written by embed-corpus, loaded without embedding."""
+    if len(datasets) != len(paths):
+        raise click.UsageError("give either datasets written by embed-corpus or files and "
+                               "folders to index, not both in one run")
+    for dataset in datasets:
+        try:
+            binding = corpus.dataset_binding(dataset)
+            if binding is None:
+                raise InputError(f"{dataset} is not a dataset written by embed-corpus")
+            with open_service(binding.model, None, None, None) as service:
+                report = corpus.load_corpus(service, name, dataset)
+        except (CollectionError, InputError) as exc:
+            raise _fail(exc) from exc
+        _say(f"{name}: {report.written} documents loaded from {dataset} ({report.chunks} "
+             f"chunks, nothing embedded), {report.unchanged} unchanged ({report.model})")
+
+
+@click.command(name="embed-corpus")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="The Parquet dataset to write (a folder; a rerun adds what is missing).")
+@click.option("-m", "--model", default=None, help="Embedding model (default: the default "
+                                                  "model); a path every Ray node sees works.")
+@click.option("--glob", default=None, help="Only files matching this pattern (e.g. '*.md').")
+@click.option("--text-field", default=None, help="JSONL/CSV/Parquet records: the text field.")
+@click.option("--id-field", default=None, help="JSONL/CSV/Parquet records: the id field.")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
+              help="Tokens per chunk (default: as index).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Tokens each chunk repeats from the one before (default: an eighth).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
+              metavar="[ADDRESS]", help="Run on a Ray cluster (ADDRESS, or RAY_ADDRESS, or a "
+                                        "local one started for the run).")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="With --ray: embedding actors (default: one per node's CPUs / 2).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="With --ray: documents per embedding batch.")
+def embed_corpus_cmd(inputs: tuple[str, ...], output: str, model: str | None,
+                     glob: str | None, text_field: str | None, id_field: str | None,
+                     chunk_tokens: int | None, overlap: int | None, ray_address: str | None,
+                     actors: int | None, batch_size: int | None) -> None:
+    """Embed files, folders and JSONL/CSV/Parquet records into a Parquet dataset (one row per
+    chunk, chunked and prompted as `index` does), here or on a Ray cluster.
+
+    Run it again into the same folder to add what is missing: documents already written are
+    not embedded again. Load the dataset into a collection with `localembed index NAME OUT`."""
+    options = IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
+                           read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+    try:
+        if ray_address is not None:
+            from localembed import ray as on_ray
+
+            report = on_ray.embed_corpus(inputs, output, options, address=ray_address or None,
+                                         actors=actors, batch_size=batch_size)
+        else:
+            bar = Bar()
+            with open_service(model, None, None, None) as service:
+                try:
+                    report = corpus.embed_corpus(service, inputs, output, options,
+                                                 progress=bar)
+                finally:
+                    bar.end()
+    except (CollectionError, InputError) as exc:
+        raise _fail(exc) from exc
+    _say(f"{output}: {report.written} documents written ({report.chunks} chunks, "
+         f"{report.tokens:,} tokens), {report.unchanged} already there ({report.model})")
+    if report.skipped:
+        _say(f"skipped {len(report.skipped)}: "
+             + ", ".join(sorted({s.reason for s in report.skipped})))
+
+
 def _where(pairs: tuple[str, ...]) -> dict[str, str] | None:
     found: dict[str, str] = {}
     for pair in pairs:
@@ -163,8 +247,8 @@ def _where(pairs: tuple[str, ...]) -> dict[str, str] | None:
 def search_cmd(name: str, query: str, top: int, rerank: str | None, hybrid: bool,
                where: tuple[str, ...], path: str | None, as_json: bool) -> None:
     """Search collection NAME for QUERY: the best chunks, most relevant first."""
-    request = SearchQuery(query, top, _where(where), path, rerank is not None, rerank or None,
-                          hybrid)
+    request = SearchQuery(query, top_k=top, where=_where(where), path=path,
+                          rerank=rerank is not None, reranker=rerank or None, hybrid=hybrid)
     model = _collection_model(name)
     if model is None:
         raise click.ClickException(f"no collection named {name!r}; `localembed collections` "
@@ -257,4 +341,4 @@ def export(name: str, output: click.File) -> None:
         _say(f"exported {count} chunks of {name}")
 
 
-COMMANDS = (index_cmd, search_cmd, collections_group, export)
+COMMANDS = (index_cmd, search_cmd, collections_group, export, embed_corpus_cmd)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from localembed.service.execute import EmbedRequest, Service
 # A long model limit (Qwen3's 32k) makes chunks too broad to point at an answer: by default a
 # chunk is at most this many tokens, or the model's limit when that is smaller.
 DEFAULT_CHUNK_TOKENS = 512
-# Documents queued at once: enough to fill the engine's batches with short documents.
+# Documents with the engine at once: enough to fill its batches with short documents.
 IN_FLIGHT = 16
 
 
@@ -51,6 +51,7 @@ class IndexOptions:
     model: str | None = None
     chunk_tokens: int | None = None
     overlap: int | None = None
+    rechunk: bool = False  # an existing collection may take other chunk settings
     read: ReadOptions = ReadOptions()
 
 
@@ -63,8 +64,10 @@ class IndexProgress:
     documents_read: int = 0
     documents_total: int = 0  # documents to embed (new or changed)
     documents_done: int = 0
-    chunks_total: int = 0
+    chunks_total: int = 0  # grows while embedding: documents are chunked as they are sent
     chunks_done: int = 0
+    characters_total: int = 0  # of the documents to embed: what the bar and ETA go by
+    characters_done: int = 0
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
     current: str | None = None
@@ -75,12 +78,19 @@ class IndexProgress:
         return self.tokens / elapsed if elapsed > 0 else 0.0
 
     @property
+    def fraction(self) -> float:
+        """How much of the embedding is done, by the characters of the documents embedded."""
+        if self.status == "done":
+            return 1.0
+        return self.characters_done / self.characters_total if self.characters_total else 0.0
+
+    @property
     def eta(self) -> float | None:
-        """Seconds left, from the chunks embedded so far; None before the first."""
-        if not self.chunks_done or self.status != "embedding":
+        """Seconds left, from the characters embedded so far; None before the first."""
+        if not self.characters_done or self.status != "embedding":
             return None
         elapsed = time.monotonic() - self.started
-        return elapsed / self.chunks_done * (self.chunks_total - self.chunks_done)
+        return elapsed / self.characters_done * (self.characters_total - self.characters_done)
 
 
 @dataclass
@@ -154,7 +164,9 @@ def bind(engine: Engine, chunk_tokens: int | None, overlap: int | None) -> Bindi
 def open_collection(service: Service, name: str, options: IndexOptions) -> tuple[Collection,
                                                                                  Engine]:
     """The collection ``name`` (created on first use) and the engine of its model. An
-    existing collection keeps its model and chunk settings; asking for others is refused."""
+    existing collection keeps its model, and its chunk settings unless ``rechunk``: then the
+    new ones are recorded, and since a document's stored hash covers them every document of
+    the run is embedded again (a run interrupted meanwhile goes on the same way)."""
     try:
         collection = Collection.open(name)
     except LookupError:
@@ -168,13 +180,23 @@ def open_collection(service: Service, name: str, options: IndexOptions) -> tuple
         collection.close()
         raise CollectionError(f"collection {name!r} holds vectors of {binding.model}; it cannot "
                               f"take {options.model}'s (index into a new collection instead)")
-    for setting, asked in (("chunk_tokens", options.chunk_tokens),
-                           ("overlap", options.overlap)):
-        if asked is not None and asked != getattr(binding, setting):
-            collection.close()
+    changed = [(setting, asked) for setting, asked in (("chunk_tokens", options.chunk_tokens),
+                                                         ("overlap", options.overlap))
+               if asked is not None and asked != getattr(binding, setting)]
+    try:
+        engine = model_engine(service, collection)
+        if changed and not options.rechunk:
+            setting, asked = changed[0]
             raise CollectionError(f"collection {name!r} was chunked with {setting} "
-                                  f"{getattr(binding, setting)}; remove it to use {asked}")
-    return collection, model_engine(service, collection)
+                                  f"{getattr(binding, setting)}; to use {asked}, re-chunk it "
+                                  "(--rechunk: every document is embedded again)")
+        if changed:
+            fitted = bind(engine, options.chunk_tokens or binding.chunk_tokens, options.overlap)
+            collection.set_chunking(fitted.chunk_tokens, fitted.overlap)
+    except BaseException:
+        collection.close()
+        raise
+    return collection, engine
 
 
 def model_missing(name: str, model: str) -> CollectionError:
@@ -270,7 +292,7 @@ def _run(service: Service, name: str, options: IndexOptions,
     try:
         stored = collection.documents()
         seen: set[str] = set()
-        todo: list[Prepared] = []
+        todo: list[tuple[Document, str, bool]] = []  # (document, its stored hash, new)
         for item in items:
             _check(cancel)
             if isinstance(item, Skipped):
@@ -285,11 +307,10 @@ def _run(service: Service, name: str, options: IndexOptions,
             if old is not None and old.hash == digest:
                 report.unchanged += 1
                 continue
-            prepared = prepare(engine, collection.binding, item, digest, old is None)
-            todo.append(prepared)
+            todo.append((item, digest, old is None))
             state.documents_total += 1
-            state.chunks_total += len(prepared.chunks)
-            tell(state)  # reading and chunking is long work too: a bar that moves
+            state.characters_total += len(item.text)
+            tell(state)  # reading is long work too: a bar that moves
         gone = [doc_id for doc_id, doc in stored.items()
                 if doc_id not in seen and doc.source not in seen and _owned(doc.source, roots)]
         report.removed = collection.delete_documents(gone)
@@ -316,31 +337,37 @@ def _check(cancel: threading.Event | None) -> None:
 
 
 def _embed_all(service: Service, engine: Engine, collection: Collection,
-               todo: Sequence[Prepared], state: IndexProgress, report: IndexReport,
-               tell: Callable[[IndexProgress], None], cancel: threading.Event | None) -> None:
-    """Embed documents a few at a time (``Service.embed_many``: the engine packs their chunks
-    into shared batches) and write each as soon as its vectors are back, in this thread:
-    SQLite has one writer, and each document is its own transaction."""
-    for start in range(0, len(todo), IN_FLIGHT):
+               todo: Sequence[tuple[Document, str, bool]], state: IndexProgress,
+               report: IndexReport, tell: Callable[[IndexProgress], None],
+               cancel: threading.Event | None) -> None:
+    """Chunk each document as it is sent, keep IN_FLIGHT of them with the engine
+    (``Service.embed_stream``: it packs their chunks into shared batches, and takes the next
+    document as soon as one is done, so chunking overlaps embedding), and write each as soon
+    as its vectors are back, in this thread: SQLite has one writer, and each document is its
+    own transaction."""
+    def planned() -> Iterator[tuple[Prepared, EmbedRequest]]:
+        for document, digest, new in todo:
+            _check(cancel)
+            item = prepare(engine, collection.binding, document, digest, new)
+            state.chunks_total += len(item.chunks)
+            yield item, EmbedRequest([c.text for c in item.chunks], item.options, engine.id,
+                                     field="chunks")
+
+    for item, result in service.embed_stream(planned(), engine, IN_FLIGHT):
         _check(cancel)
-        window = todo[start:start + IN_FLIGHT]
-        requests = [EmbedRequest([c.text for c in item.chunks], item.options, engine.id,
-                                 field="chunks") for item in window]
-        for i, result in service.embed_many(requests, engine):
-            item = window[i]
-            rows = [ChunkRow(c.number, c.text, c.start_line, c.end_line, c.tokens)
-                    for c in item.chunks]
-            collection.replace_document(item.document.id, item.document.source,
-                                        item.stored_hash, item.document.metadata, rows,
-                                        result.vectors)
-            state.documents_done += 1
-            state.chunks_done += len(rows)
-            state.tokens += result.total_tokens
-            state.current = item.document.id
-            report.chunks += len(rows)
-            report.tokens += result.total_tokens
-            if item.new:
-                report.added += 1
-            else:
-                report.changed += 1
-            tell(state)
+        rows = [ChunkRow(c.number, c.text, c.start_line, c.end_line, c.tokens)
+                for c in item.chunks]
+        collection.replace_document(item.document.id, item.document.source, item.stored_hash,
+                                    item.document.metadata, rows, result.vectors)
+        state.documents_done += 1
+        state.chunks_done += len(rows)
+        state.characters_done += len(item.document.text)
+        state.tokens += result.total_tokens
+        state.current = item.document.id
+        report.chunks += len(rows)
+        report.tokens += result.total_tokens
+        if item.new:
+            report.added += 1
+        else:
+            report.changed += 1
+        tell(state)

@@ -51,8 +51,12 @@ NAMED_FORMATS: dict[str, str] = {
     **dict.fromkeys(("makefile", "dockerfile", "containerfile", "vagrantfile", "gemfile",
                      "rakefile", "procfile", "justfile", "cmakelists.txt"), "code"),
 }
-# Record files: extension -> CSV delimiter (None: JSON Lines).
-RECORDS: dict[str, str | None] = {".jsonl": None, ".ndjson": None, ".csv": ",", ".tsv": "\t"}
+# Record files: extension -> CSV delimiter (None: JSON Lines; PARQUET: Parquet, read with
+# pyarrow, which comes with the ray extra).
+PARQUET = "parquet"
+RECORDS: dict[str, str | None] = {".jsonl": None, ".ndjson": None, ".csv": ",", ".tsv": "\t",
+                                  ".parquet": PARQUET}
+PARQUET_BATCH_ROWS = 1024  # records read at a time from a Parquet file
 # Never worth indexing when met in a folder: caches, dependencies, OS droppings.
 JUNK = frozenset({"__pycache__", "node_modules", "__pypackages__", "bower_components",
                   "Thumbs.db", "desktop.ini", "package-lock.json"})
@@ -148,6 +152,9 @@ class _Reader:
 
     def read(self, paths: Sequence[str | os.PathLike[str]]) -> Iterator[Document | Skipped]:
         for given in paths:
+            if "://" in os.fspath(given):  # a Parquet dataset on a filesystem pyarrow reads
+                yield from self._parquet(os.fspath(given), os.fspath(given))
+                continue
             path = os.path.abspath(os.path.expanduser(os.fspath(given)))
             if not os.path.exists(path):
                 reason = "broken symlink" if os.path.islink(path) else "does not exist"
@@ -259,7 +266,11 @@ class _Reader:
         self.files.add(real)
         source = real
         if kind == "records":
-            yield from self._records(source, RECORDS[os.path.splitext(path)[1].lower()], doc_id)
+            delimiter = RECORDS[os.path.splitext(path)[1].lower()]
+            if delimiter == PARQUET:
+                yield from self._parquet(source, doc_id)
+            else:
+                yield from self._records(source, delimiter, doc_id)
             return
         limit = self.options.max_file_bytes
         try:
@@ -321,6 +332,35 @@ class _Reader:
             yield Skipped(source, "not valid UTF-8")
         except OSError as exc:
             yield Skipped(source, _unreadable(exc))
+
+    def _parquet(self, source: str, file_id: str) -> Iterator[Document | Skipped]:
+        """One document per row of a Parquet file or dataset (a local path, or a URI such as
+        s3://bucket/prefix/ that pyarrow's filesystems read), streamed in batches."""
+        try:
+            import pyarrow.dataset as pads
+        except ImportError:
+            yield Skipped(source, 'Parquet needs pyarrow: pip install "localembed[ray]"')
+            return
+        try:
+            dataset = pads.dataset(source, format="parquet")
+            if b"localembed" in (dataset.schema.metadata or {}):
+                yield Skipped(source, "a dataset written by embed-corpus: load it with "
+                                      "`localembed index NAME FOLDER`")
+                return
+            missing = self._missing_text(dict.fromkeys(dataset.schema.names))
+            if missing:
+                yield Skipped(source, missing)
+                return
+            number = 0
+            for batch in dataset.to_batches(batch_size=PARQUET_BATCH_ROWS):
+                for record in batch.to_pylist():
+                    number += 1
+                    yield self._record(_json_ready(record), source, file_id, number,
+                                       f"row {number}")
+            if number == 0:
+                yield Skipped(source, "empty")
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            yield Skipped(source, f"unreadable Parquet ({str(exc).splitlines()[0][:200]})")
 
     def _json_lines(self, source: str, file_id: str, text: TextIO
                     ) -> Iterator[Document | Skipped]:
@@ -410,6 +450,23 @@ class _Reader:
         return Document(doc_id, _newlines(text), source,
                         None if title is None or title == "" else str(title), metadata,
                         line_based=False)
+
+
+def _json_ready(record: dict[str, object]) -> dict[str, object]:
+    """A Parquet row's values as JSON has them (a date, a decimal or bytes as text), since a
+    record's other fields become its metadata."""
+    def plain(value: object) -> object:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return str(value)
+
+    return {key: plain(value) for key, value in record.items()}
 
 
 # -- text formats ------------------------------------------------------------------------------

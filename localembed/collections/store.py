@@ -17,21 +17,21 @@ Storage, and why:
   creates, indexes and searches collections by vector; only ``keyword()`` is refused (a
   collection opened there loses its triggers, which would fail every write, and its index
   is rebuilt from the chunks' text when a Python with FTS5 opens it again).
-* Exact cosine search with numpy over a matrix loaded once and cached until the collection
-  changes. The cache is the process's, not a connection's (a search may open the collection
-  per request), and is keyed by the collection's creation id and a change counter in the
-  meta table that every write transaction raises: a write from any connection, in this
-  process or another, is seen by the next ``vectors()``, and a collection removed and made
-  again under the same name is never taken for the old one (while an index job writes, the
-  first search after each document's commit loads it again). Exact search over a few hundred
-  thousand chunks is a matrix product of milliseconds, so no approximate index is needed.
+* Search scans an in-memory index of int8 codes (``vectorindex``), then rescores its
+  candidates with the stored float32 vectors. The index is the process's, not a
+  connection's (a search may open the collection per request), and is keyed by the
+  collection's creation id and a change counter in the meta table that every write
+  transaction raises: a write from any connection, in this process or another, is seen by
+  the next ``vector_index()``, and a collection removed and made again under the same name is
+  never taken for the old one. While an index job writes, the first search after a commit
+  reads only the rows added since (rowids only grow) and drops those gone.
 
 Not sqlite-vec: it is a loadable extension, and Pythons built without
 ``enable_load_extension`` (pyenv's by default, macOS's system Python, the Python 3.11 this
 project is developed with) cannot load it. Not apsw, which bundles its own SQLite: it adds
 8.9 MB to a default install that must stay under 300 MiB.
 
-Chunk rowids are AUTOINCREMENT, so a rowid is never reused: a rowid from a matrix loaded
+Chunk rowids are AUTOINCREMENT, so a rowid is never reused: a rowid from an index loaded
 before a document was replaced names the old chunk (gone) and never a different one.
 
 One connection per ``Collection``, shared by threads (``check_same_thread=False``) and guarded
@@ -57,6 +57,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from localembed.collections.vectorindex import VectorIndex, quantize
 from localembed.config.paths import collections_dir
 from localembed.models.store import valid_id
 
@@ -68,9 +69,10 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 PAGE_SIZE = 16384
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's write to end
 WAL_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
-# The matrices loaded in this process, by database path: ((uid, generation), rowids, vectors).
-_MATRICES: dict[str, tuple[tuple[str, int], np.ndarray, np.ndarray]] = {}
-_MATRICES_LOCK = threading.Lock()
+# The vector indexes loaded in this process, by database path: ((uid, generation), index).
+_INDEXES: dict[str, tuple[tuple[str, int], VectorIndex]] = {}
+_INDEXES_LOCK = threading.Lock()
+INDEX_PAGE_ROWS = 8192  # rows read at a time when an index is built
 # The keyword index's SQLite module: a name so that a test can stand in for a SQLite without it.
 FTS_MODULE = "fts5"
 
@@ -181,8 +183,8 @@ def remove_collection(name: str) -> None:
     path.unlink()
     for side in SIDE_FILES:
         Path(f"{path}{side}").unlink(missing_ok=True)
-    with _MATRICES_LOCK:
-        _MATRICES.pop(str(path), None)
+    with _INDEXES_LOCK:
+        _INDEXES.pop(str(path), None)
 
 
 def _not_found(name: str) -> CollectionNotFound:
@@ -394,12 +396,11 @@ class Collection:
         return collection
 
     @classmethod
-    def open_or_create(cls, name: str, binding: Binding, *, rechunk: bool = False) -> Collection:
+    def open_or_create(cls, name: str, binding: Binding) -> Collection:
         """The collection ``name``, created with ``binding`` if absent. An existing one must
-        hold vectors of the same model file (and dimensions and document options); its chunk
-        settings may differ only with ``rechunk`` (the stored binding is kept: the caller
-        decides what to index again, then calls ``set_chunking``). Query options are the
-        stored ones: the vectors were made for them."""
+        hold vectors of the same model file (and dimensions, document options and chunk
+        settings: a re-chunk is ``set_chunking``). Query options are the stored ones: the
+        vectors were made for them."""
         try:
             collection = cls.open(name)
         except CollectionNotFound:
@@ -408,13 +409,13 @@ class Collection:
             except CollectionExists:  # another process created it meanwhile
                 collection = cls.open(name)
         try:
-            collection.check_binding(binding, rechunk=rechunk)
+            collection.check_binding(binding)
         except BaseException:
             collection.close()
             raise
         return collection
 
-    def check_binding(self, binding: Binding, *, rechunk: bool = False) -> None:
+    def check_binding(self, binding: Binding) -> None:
         """Refuse vectors of another model (or model file) for this collection, naming both."""
         mine = self.binding
         if (binding.model, binding.sha256) != (mine.model, mine.sha256):
@@ -432,15 +433,16 @@ class Collection:
                 f"{mine.document_options}, not {binding.document_options}: index into a new "
                 "collection for other options")
         chunking = (binding.chunk_tokens, binding.overlap)
-        if not rechunk and chunking != (mine.chunk_tokens, mine.overlap):
+        if chunking != (mine.chunk_tokens, mine.overlap):
             raise CollectionError(
                 f"collection {self.name!r} was chunked at {mine.chunk_tokens} tokens with "
                 f"{mine.overlap} overlap, not {binding.chunk_tokens} with {binding.overlap}: "
-                "keep its settings, or re-chunk it explicitly (every document is embedded "
+                "keep its settings, or re-chunk it (--rechunk: every document is embedded "
                 "again)")
 
     def set_chunking(self, chunk_tokens: int, overlap: int) -> None:
-        """Record new chunk settings (a re-chunk decided by the index job)."""
+        """Record new chunk settings (a re-chunk: documents are embedded again as the next
+        index run finds their stored hashes, which cover these settings, out of date)."""
         binding = replace(self.binding, chunk_tokens=chunk_tokens, overlap=overlap)
         with self._writing("writing its chunk settings"):
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'binding'",
@@ -609,33 +611,82 @@ class Collection:
         return Stats(documents, chunks, tokens, size)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rowids int64, unit vectors float32 N x D), both read-only, in rowid order. Loaded
-        once and shared by every ``Collection`` of this process until the collection changes
-        (see the module's docstring)."""
+        """(rowids int64, unit vectors float32 N x D) of every chunk, in rowid order, as
+        stored. Searches scan ``vector_index()`` instead, which is kept in memory."""
+        with self._reading():
+            rows = self._db.execute("SELECT rowid, embedding FROM chunks ORDER BY rowid"
+                                    ).fetchall()
+        return self._unpack(rows)
+
+    def embeddings(self, rowids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rowids, float32 vectors) of those chunks still stored, in rowid order: the exact
+        vectors a search rescores its candidates with."""
+        wanted = sorted({int(r) for r in rowids})
+        if not wanted:
+            return self._unpack([])
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT rowid, embedding FROM chunks WHERE rowid IN "
+                "(SELECT value FROM json_each(?)) ORDER BY rowid", (json.dumps(wanted),)
+            ).fetchall()
+        return self._unpack(rows)
+
+    def vector_index(self) -> VectorIndex:
+        """What a search scans (see ``vectorindex``), shared by every ``Collection`` of this
+        process and brought up to date when the collection has changed (see the module's
+        docstring): only rows added since are read, those gone are dropped."""
         with self._reading():
             meta = dict(self._db.execute(
                 "SELECT key, value FROM meta WHERE key IN ('uid', 'generation')").fetchall())
             key = (json.loads(meta["uid"]), int(meta["generation"]))
-            with _MATRICES_LOCK:
-                cached = _MATRICES.get(str(self.path))
+            with _INDEXES_LOCK:
+                cached = _INDEXES.get(str(self.path))
             if cached is not None and cached[0] == key:
-                return cached[1], cached[2]
-            rows = self._db.execute("SELECT rowid, embedding FROM chunks ORDER BY rowid"
-                                    ).fetchall()
+                return cached[1]
+            if cached is not None and cached[0][0] == key[0] and cached[0][1] < key[1]:
+                old = cached[1]
+                present = np.sort(np.fromiter((r for (r,) in self._db.execute(
+                    # no ORDER BY: SQLite then reads the small document index, not every row
+                    "SELECT rowid FROM chunks")), dtype=np.int64))
+                since = int(old.rowids[-1]) if len(old.rowids) else 0
+                rowids, vectors = self._unpack(self._db.execute(
+                    "SELECT rowid, embedding FROM chunks WHERE rowid > ? ORDER BY rowid",
+                    (since,)).fetchall())
+                index = old.refreshed(present, rowids, vectors)
+            else:
+                index = self._build_index()
+        with _INDEXES_LOCK:
+            cached = _INDEXES.get(str(self.path))
+            if cached is None or cached[0][0] != key[0] or cached[0][1] <= key[1]:
+                _INDEXES[str(self.path)] = (key, index)
+        return index
+
+    def _build_index(self) -> VectorIndex:
+        """The whole index, read a page at a time: a float32 copy of every vector is never
+        held at once (3 GB at 1M x 768)."""
+        dims = self.binding.dimensions
+        count = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        rowids = np.empty(count, np.int64)
+        codes = np.empty((count, dims), np.int8)
+        scales = np.empty(count, np.float32)
+        cursor = self._db.execute("SELECT rowid, embedding FROM chunks ORDER BY rowid")
+        done = 0
+        while rows := cursor.fetchmany(INDEX_PAGE_ROWS):
+            ids, vectors = self._unpack(rows)
+            end = done + len(ids)
+            rowids[done:end] = ids
+            codes[done:end], scales[done:end] = quantize(vectors)
+            done = end
+        return VectorIndex(rowids[:done], codes[:done], scales[:done])
+
+    def _unpack(self, rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
         dims = self.binding.dimensions
         rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
         if flat.size != len(rows) * dims:
             raise CollectionError(f"collection {self.name!r} is damaged: its vectors are not "
                                   f"all {dims}-dimensional; index it again into a new one")
-        vectors = flat.reshape(len(rows), dims).astype(np.float32)  # a native-order copy
-        rowids.flags.writeable = False
-        vectors.flags.writeable = False
-        with _MATRICES_LOCK:
-            cached = _MATRICES.get(str(self.path))
-            if cached is None or cached[0][0] != key[0] or cached[0][1] <= key[1]:
-                _MATRICES[str(self.path)] = (key, rowids, vectors)
-        return rowids, vectors
+        return rowids, flat.reshape(len(rows), dims).astype(np.float32)  # native order
 
     def chunks(self, rowids: Sequence[int] | np.ndarray) -> list[StoredChunk]:
         """The chunks of these rowids, in the order asked; a rowid whose chunk is gone (its
@@ -683,12 +734,13 @@ class Collection:
         return [(int(rowid), -float(score)) for rowid, score in rows]
 
     def filter_rowids(self, where: Mapping[str, str] | None = None,
-                      path_glob: str | None = None) -> np.ndarray | None:
+                      path_glob: str | None = None,
+                      documents: Iterable[str] | None = None) -> np.ndarray | None:
         """Rowids (sorted) of the chunks whose document has every ``where`` pair in its
-        metadata (a number or boolean compared as its JSON text: 2024 matches "2024") and
-        whose id matches ``path_glob`` (SQLite's GLOB: case-sensitive, '*' crosses '/');
-        None when there is nothing to filter by."""
-        if not where and not path_glob:
+        metadata (a number or boolean compared as its JSON text: 2024 matches "2024"), whose
+        id matches ``path_glob`` (SQLite's GLOB: case-sensitive, '*' crosses '/') and is one
+        of ``documents``; None when there is nothing to filter by."""
+        if not where and not path_glob and documents is None:
             return None
         conditions: list[str] = []
         params: list[str] = []
@@ -699,6 +751,9 @@ class Collection:
         if path_glob:
             conditions.append("d.id GLOB ?")
             params.append(path_glob)
+        if documents is not None:
+            conditions.append("d.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(documents)))
         with self._reading():
             rows = self._db.execute(  # the documents first: each one's metadata read once
                 "SELECT rowid FROM chunks WHERE document IN (SELECT d.id FROM documents d "

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from localembed.desktop.controller import AppController
 from localembed.desktop.xclicks import ClickListener
-from localembed.desktop.xdock import DockKeeper, close_window, tray_host_present
+from localembed.desktop.xdock import DockKeeper, LoopCalls, close_window, tray_host_present
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Tray:
         # Selected now, not in run(): whether clicks reach the icon decides what to tell the user.
         window = getattr(self.icon, "_window", None)
         self._clicks = ClickListener(self.icon, window.id) if self._xorg and window else None
+        self._calls = LoopCalls(self.icon) if self._xorg and window else None
         self._loop_thread: threading.Thread | None = None
         self._ended = threading.Event()
         self._stopping = False
@@ -114,16 +115,33 @@ class Tray:
         xembed = type(self.icon).__module__.endswith(("_xorg", "_gtk"))
         return xembed and not tray_host_present()
 
+    def _on_loop(self, action: Callable[[], object]) -> None:
+        """Run ``action`` on pystray's X11 loop thread when called from another while the loop
+        runs (see ``xdock.LoopCalls``), else here."""
+        loop = self._loop_thread
+        if (self._calls is not None and loop is not None and not self._ended.is_set()
+                and threading.current_thread() is not loop):
+            self._calls.call(action)
+        else:
+            action()
+
     def refresh(self) -> None:
+        self._on_loop(self._refresh_now)
+
+    def _refresh_now(self) -> None:
         self.icon.icon = icon_image(self.controller.status)
         self.icon.title = f"localembed: {self.controller.status_text()}"
         with contextlib.suppress(Exception):  # some backends cannot update a menu they lack
             self.icon.update_menu()
 
+    def _show(self, icon: object) -> None:
+        """pystray's setup step, in its setup thread: show the icon (on the loop thread)."""
+        self._on_loop(lambda: setattr(icon, "visible", True))
+
     def stop(self) -> None:
         """End ``run`` (from any thread), leaving the server to the caller."""
         self._stopping = True
-        self.icon.stop()
+        self._on_loop(self.icon.stop)
 
     def quit(self) -> None:
         self.controller.quit()
@@ -155,7 +173,7 @@ class Tray:
 
     def _run_icon(self) -> None:
         try:
-            self.icon.run()
+            self.icon.run(setup=self._show)
         except Exception:
             if not self._stopping:
                 raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
@@ -121,3 +122,70 @@ def close_window(window_id: int) -> None:
         with contextlib.suppress(Exception):
             conn.close()
 
+
+
+class LoopCalls:
+    """Runs calls on pystray's X11 loop thread, woken from an X connection of our own.
+
+    pystray's X11 backend, called from another thread (an icon update after a menu action, the
+    setup thread showing the icon, Quit), sends its loop a message and flushes on the loop's
+    own python-xlib connection, then waits for the answer with no timeout. python-xlib shared
+    by two threads can lose a wakeup: the loop was seen stuck in a reply wait (drawing the icon
+    after the menu closed) while the caller waited for it, so the tray froze and Quit never
+    returned. Here only the loop thread touches pystray's connection: a call is queued, and a
+    ClientMessage sent from another connection wakes the loop, whose handler runs the queue.
+    """
+
+    ATOM = "_LOCALEMBED_LOOP_CALL"
+
+    def __init__(self, icon: object) -> None:
+        from Xlib import X
+
+        self.window_id: int = icon._window.id  # type: ignore[attr-defined]
+        self._pending: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        # Interned before the loop runs, on pystray's connection, in the constructing thread.
+        self._atom = icon._display.intern_atom(self.ATOM)  # type: ignore[attr-defined]
+        handlers = icon._message_handlers  # type: ignore[attr-defined]
+        theirs = handlers.get(X.ClientMessage, lambda _event: None)
+
+        def on_client_message(event: object) -> None:
+            if getattr(event, "client_type", None) == self._atom:
+                self._run_pending()
+            else:
+                theirs(event)
+
+        handlers[X.ClientMessage] = on_client_message
+
+    def call(self, action: Callable[[], object]) -> None:
+        """Run ``action`` on the loop thread soon (from any thread; not waited for)."""
+        from Xlib import X
+        from Xlib import display as xdisplay
+        from Xlib.protocol import event
+
+        self._pending.put(action)
+        try:
+            conn = xdisplay.Display()
+        except Exception:  # no display left: the loop is gone too
+            return
+        try:
+            window = conn.create_resource_object("window", self.window_id)
+            window.send_event(event.ClientMessage(window=window, client_type=self._atom,
+                                                  data=(32, [X.CurrentTime, 0, 0, 0, 0])),
+                              event_mask=X.NoEventMask)  # to the window's own client
+            conn.sync()
+        except Exception:  # the window is gone: the loop has ended
+            log.debug("tray loop already ended", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _run_pending(self) -> None:
+        while True:
+            try:
+                action = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                action()
+            except Exception:  # one failed update must not end the tray
+                log.exception("tray update failed")

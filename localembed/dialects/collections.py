@@ -36,8 +36,9 @@ class IndexState(msgspec.Struct, kw_only=True):
     documents_read: int
     documents_total: int
     documents_done: int
-    chunks_total: int
+    chunks_total: int  # so far: documents are chunked as they are sent to the model
     chunks_done: int
+    fraction: float  # of the embedding done, by the characters of the documents embedded
     tokens: int
     tokens_per_second: float
     eta: float | None = None
@@ -52,7 +53,8 @@ class IndexState(msgspec.Struct, kw_only=True):
                    documents_read=progress.documents_read,
                    documents_total=progress.documents_total,
                    documents_done=progress.documents_done, chunks_total=progress.chunks_total,
-                   chunks_done=progress.chunks_done, tokens=progress.tokens,
+                   chunks_done=progress.chunks_done, fraction=round(progress.fraction, 4),
+                   tokens=progress.tokens,
                    tokens_per_second=round(progress.tokens_per_second, 1), eta=progress.eta,
                    current=progress.current, error=error,
                    report=None if report is None else IndexSummary.of(report))
@@ -131,10 +133,13 @@ class IndexRequest(msgspec.Struct, kw_only=True):
     id_field: str | None = None
     chunk_tokens: Annotated[int, msgspec.Meta(ge=16)] | None = None
     overlap: NonNegative | None = None
+    rechunk: Annotated[bool, msgspec.Meta(
+        description="Let an existing collection take new chunk_tokens/overlap (its documents "
+                    "are embedded again).")] = False
 
     def options(self) -> IndexOptions:
         return IndexOptions(model=self.model, chunk_tokens=self.chunk_tokens,
-                            overlap=self.overlap,
+                            overlap=self.overlap, rechunk=self.rechunk,
                             read=ReadOptions(glob=self.glob, text_field=self.text_field,
                                              id_field=self.id_field))
 
@@ -188,11 +193,16 @@ class SearchRequest(msgspec.Struct, kw_only=True):
     candidates: Annotated[PositiveInt, msgspec.Meta(
         description="How many candidates a rerank scores (default 4 x top_k, at least "
                     "20).")] | None = None
+    include_vectors: Annotated[bool, msgspec.Meta(
+        description="Also return the query's vector and each result's stored vector "
+                    "(query_embedding, embeddings).")] = False
 
     def to_query(self) -> SearchQuery:
         reranker = (self.rerank or None) if isinstance(self.rerank, str) else None
-        return SearchQuery(self.query, self.top_k, self.where, self.path,
-                           self.rerank is not False, reranker, self.hybrid, self.candidates)
+        return SearchQuery(self.query, top_k=self.top_k, where=self.where, path=self.path,
+                           rerank=self.rerank is not False, reranker=reranker,
+                           hybrid=self.hybrid, candidates=self.candidates,
+                           include_vectors=self.include_vectors)
 
 
 class SearchResponse(msgspec.Struct, kw_only=True):
@@ -202,8 +212,16 @@ class SearchResponse(msgspec.Struct, kw_only=True):
     results: list[SearchResult]
     usage: Usage
     object: Literal["list"] = "list"
+    # With include_vectors only: the query's vector, and each result's (in results' order).
+    query_embedding: list[float] | msgspec.UnsetType = msgspec.UNSET
+    embeddings: list[list[float]] | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
     def of(cls, answer: SearchAnswer) -> SearchResponse:
+        vectors: dict[str, object] = {}
+        if answer.vectors is not None and answer.query_vector is not None:
+            vectors = {"query_embedding": answer.query_vector.tolist(),
+                       "embeddings": answer.vectors.tolist()}
         return cls(collection=answer.collection, model=answer.model, reranker=answer.reranker,
-                   results=answer.results, usage=Usage.of(answer.tokens))
+                   results=answer.results, usage=Usage.of(answer.tokens),
+                   **vectors)  # type: ignore[arg-type]

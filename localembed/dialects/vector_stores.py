@@ -12,10 +12,8 @@ Search, and why it is built this way:
 * Filters follow OpenAI's semantics exactly (``eq`` ``ne`` ``gt`` ``gte`` ``lt`` ``lte`` ``in``
   ``nin``, ``and`` ``or``) and are evaluated on the documents' attributes first, which is
   cheap (one row a file): no file matching needs no embedding, every file matching is an
-  unfiltered search and one file is the collection's own ``path`` filter. Equalities on strings
-  at the top (alone or under ``and``) become the collection's ``where``, in SQL. Any other
-  filter keeps the matching files' chunks among the best ``MAX_TOP_K`` (1,000) of the store:
-  exact for a store of up to 1,000 chunks.
+  unfiltered search, and otherwise the search is the collection's, over the chunks of the
+  matching files only (its ``documents`` filter), whatever the size of the store.
 * ``ranking_options.ranker``: ``"none"`` is the vector order; ``"auto"`` reranks with the
   installed reranker when there is one, else it is the vector order; OpenAI's named ranker
   (``default-2024-11-15``) asks for a rerank, and without a reranker that is a 400; any other
@@ -26,23 +24,15 @@ Search, and why it is built this way:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import msgspec
 
-from localembed.collections.search import (
-    MAX_TOP_K,
-    RERANK_FACTOR,
-    RERANK_MIN,
-    SearchQuery,
-    SearchResult,
-    search,
-)
+from localembed.collections.search import SearchQuery, search
 from localembed.engine import InputError
-from localembed.service.execute import RerankRequest, Service, ranking
+from localembed.service.execute import Service
 
 # -- shared fields --------------------------------------------------------------------------------
 
@@ -209,6 +199,8 @@ class VectorStoreDeleted(msgspec.Struct, kw_only=True):
 
 # -- a store's files ------------------------------------------------------------------------------
 
+MAX_BATCH_FILES = 2000  # OpenAI's limit on one file batch
+
 class VectorStoreFileCreate(msgspec.Struct, kw_only=True):
     """``POST /v1/vector_stores/{id}/files``: attach an uploaded file (embedded in the
     background; poll the file until its status is no longer ``in_progress``)."""
@@ -251,6 +243,45 @@ class VectorStoreFileDeleted(msgspec.Struct, kw_only=True):
     id: str
     deleted: bool = True
     object: Literal["vector_store.file.deleted"] = "vector_store.file.deleted"
+
+
+class VectorStoreBatchFile(msgspec.Struct, kw_only=True):
+    file_id: Annotated[str, msgspec.Meta(min_length=1)]
+    attributes: Attributes | None = None
+    chunking_strategy: VectorStoreChunkingParam | None = None
+
+
+class VectorStoreFileBatchCreate(msgspec.Struct, kw_only=True):
+    """``POST /v1/vector_stores/{id}/file_batches``: attach several uploaded files at once,
+    as ``file_ids`` (with shared ``attributes`` and ``chunking_strategy``) or as ``files``
+    (each with its own), each embedded in the background as a single attach is."""
+
+    file_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]],
+                        msgspec.Meta(min_length=1, max_length=MAX_BATCH_FILES)] | None = None
+    files: Annotated[list[VectorStoreBatchFile],
+                     msgspec.Meta(min_length=1, max_length=MAX_BATCH_FILES)] | None = None
+    attributes: Attributes | None = None
+    chunking_strategy: VectorStoreChunkingParam | None = None
+
+    def entries(self) -> list[VectorStoreBatchFile]:
+        """Each file with what it is attached with (a file named twice: its last entry)."""
+        if (self.file_ids is None) == (self.files is None):
+            raise InputError("Give either 'file_ids' or 'files' (exactly one of them).",
+                             param="file_ids")
+        entries = self.files if self.files is not None else [
+            VectorStoreBatchFile(file_id=f, attributes=self.attributes,
+                                 chunking_strategy=self.chunking_strategy)
+            for f in self.file_ids or ()]
+        return list({e.file_id: e for e in entries}.values())
+
+
+class VectorStoreFileBatchObject(msgspec.Struct, kw_only=True):
+    id: str
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    file_counts: VectorStoreFileCounts
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
 
 
 class VectorStoreText(msgspec.Struct, kw_only=True):
@@ -323,28 +354,6 @@ class VectorStoreFilter(msgspec.Struct, kw_only=True):
         if _kind(have) != _kind(value) or _kind(have) not in ("number", "string"):
             return False
         return _ORDER[self.type](have, value)
-
-    def where(self) -> dict[str, str] | None:
-        """The string equalities that must hold (the top comparison, or those under top-level
-        ``and``s), as the collection's ``where``; None when there are none, or when two of
-        them contradict each other (then ``matches`` lets no file through)."""
-        pairs: dict[str, str] = {}
-        for f in self._conjuncts():
-            if f.type == "eq" and isinstance(f.value, str) and f.key is not None:
-                if pairs.get(f.key, f.value) != f.value:
-                    return None  # contradictory: ``matches`` finds nothing
-                pairs[f.key] = f.value
-        return pairs or None
-
-    def only_string_equalities(self) -> bool:
-        """Whether ``where`` says all this filter says."""
-        return all(f.type == "eq" and isinstance(f.value, str) and f.key is not None
-                   for f in self._conjuncts())
-
-    def _conjuncts(self) -> list[VectorStoreFilter]:
-        if self.type != "and":
-            return [self]
-        return [c for f in self.filters or () for c in f._conjuncts()]
 
 
 def _kind(value: object) -> str:
@@ -422,12 +431,6 @@ def attributes_of(metadata: Mapping[str, object]) -> dict[str, AttributeValue]:
             if k != FILENAME and isinstance(v, str | int | float | bool)}
 
 
-def glob_literal(text: str) -> str:
-    """``text`` as a GLOB pattern that matches only itself (SQLite's GLOB has no escape
-    character: a metacharacter is a one-character set)."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
 def document_metadata(attributes: Mapping[str, object] | None,
                       filename: str) -> dict[str, object]:
     """A file's document metadata: its attributes and its name (which a filter can use)."""
@@ -477,67 +480,28 @@ def search_store(service: Service, name: str, request: VectorStoreSearchRequest,
     choice = rerank_choice(request.ranking_options, reranker_installed)
     wanted = request.max_num_results
     base = SearchQuery("", top_k=wanted, rerank=choice.wanted, reranker=choice.ranker)
-    allowed: set[str] | None = None
     flt = request.filters
     if flt is not None:
         flt.check()
         metadata = documents()
-        allowed = {doc for doc, meta in metadata.items() if flt.matches(meta)}
+        allowed = frozenset(doc for doc, meta in metadata.items() if flt.matches(meta))
         if not allowed:
             return [], 0
-        if len(allowed) == len(metadata):
-            allowed = None
-        elif len(allowed) == 1:
-            base = replace(base, path=glob_literal(next(iter(allowed))))
-            allowed = None
-        elif flt.only_string_equalities() and _strings_only(metadata, flt.where() or {}):
-            base = replace(base, where=flt.where())
-            allowed = None
-        else:  # the best chunks of the store, then those of matching files
-            base = replace(base, top_k=MAX_TOP_K, where=flt.where(), rerank=False)
+        if len(allowed) < len(metadata):
+            base = replace(base, documents=allowed)
     best: dict[str, Hit] = {}
     tokens = 0
     for query in request.queries:
         answer = search(service, name, replace(base, query=query))
         tokens += answer.tokens
-        results: Sequence[SearchResult] = answer.results
-        if allowed is not None:
-            results = [r for r in results if r.document in allowed]
-            if choice.wanted:
-                used, hits = _reranked(service, query, results, base, choice, wanted)
-                tokens += used
-                _keep_best(best, hits)
-                continue
         _keep_best(best, [Hit(r.id, r.document, r.text, r.score, r.metadata)
-                          for r in results[:wanted]])
+                          for r in answer.results])
     threshold = None if request.ranking_options is None else (
         request.ranking_options.score_threshold)
     hits = sorted(best.values(), key=lambda h: -h.score)
     if threshold is not None:
         hits = [h for h in hits if h.score >= threshold]
     return hits[:wanted], tokens
-
-
-def _strings_only(metadata: Mapping[str, Mapping[str, object]], keys: Iterable[str]) -> bool:
-    """Whether no file holds anything but a string under these keys: then the collection's
-    ``where``, which compares a number or boolean as its JSON text (2024 equals "2024"), is
-    OpenAI's typed equality."""
-    keys = list(keys)
-    return all(isinstance(meta[k], str) for meta in metadata.values() for k in keys if k in meta)
-
-
-def _reranked(service: Service, query: str, results: Sequence[SearchResult],
-              base: SearchQuery, choice: Rerank, wanted: int) -> tuple[int, list[Hit]]:
-    """The filtered candidates reranked, as the collection's search reranks its own."""
-    candidates = list(results[:base.candidates or max(wanted * RERANK_FACTOR, RERANK_MIN)])
-    if not candidates:
-        return 0, []
-    ranked = service.rerank(RerankRequest(query, [r.text for r in candidates],
-                                          model=choice.ranker, field="documents"))
-    order = ranking(ranked.scores, wanted)
-    return ranked.total_tokens, [
-        Hit(candidates[i].id, candidates[i].document, candidates[i].text,
-            float(ranked.scores[i]), candidates[i].metadata) for i in order]
 
 
 def _keep_best(best: dict[str, Hit], hits: Iterable[Hit]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -102,11 +103,24 @@ class Attachment:
             attributes=dict(self.attributes), chunking_strategy=chunking)  # type: ignore[arg-type]
 
 
+@dataclass
+class Batch:
+    """Files attached together (``/file_batches``), in this server's memory: a batch is only
+    a handle for polling its files, each of which is an attachment like any other."""
+
+    id: str
+    store: str
+    files: list[str]
+    created: float = field(default_factory=time.time)
+    cancelled: set[str] = field(default_factory=set)  # files detached by a cancel
+
+
 class Attachments:
     """One server's attachments in flight: started, looked up, detached; a completed one
     leaves memory (its document is the record)."""
 
     def __init__(self) -> None:
+        self.batches: dict[str, Batch] = {}
         self._lock = threading.Lock()
         self._live: dict[tuple[str, str], Attachment] = {}
         self._store_locks: dict[str, threading.Lock] = {}
@@ -511,7 +525,11 @@ def attach(vector_store_id: str) -> Response:
 @bp.operation("get", STORE + "/files", "A vector store's files", wire.VectorStoreFileList,
               errors=(400, 401, 403, 404, 500), query=(*PAGE, ("filter", "string")))
 def store_files(vector_store_id: str) -> Response:
-    found = _store_files(_store(vector_store_id))
+    return _file_list(_store_files(_store(vector_store_id)))
+
+
+def _file_list(found: list[wire.VectorStoreFileObject]) -> Response:
+    """A page of files, by the request's ``filter`` (a status) and paging arguments."""
     status = request.args.get("filter")
     if status is not None:
         if status not in ("in_progress", "completed", "failed", "cancelled"):
@@ -539,6 +557,96 @@ def update_store_file(vector_store_id: str, file_id: str) -> Response:
     st = state()
     attachments().start(st.service, st.metrics, store, stored, asked.attributes or {})
     return _file_reply(_attached(store, file_id))
+
+
+# -- file batches ---------------------------------------------------------------------------------
+
+BATCH = STORE + "/file_batches/<batch_id>"
+
+
+def _batch(store: str, batch_id: str) -> Batch:
+    found = attachments().batches.get(batch_id)
+    if found is None or found.store != store:
+        raise APIError(404, f"No file batch found with id '{batch_id}' in vector store "
+                            f"'{store}' (a batch is known to the server that took it, until "
+                            "it restarts; its files stay listed in the store).",
+                       param="batch_id", code="not_found")
+    return found
+
+
+def _batch_files(batch: Batch) -> list[wire.VectorStoreFileObject]:
+    """The batch's files as the store lists them; one a cancel detached is ``cancelled``,
+    and one no longer in the store (detached since) is left out."""
+    mine = set(batch.files)
+    listed = [f for f in _store_files(batch.store) if f.id in mine and f.id not in batch.cancelled]
+    listed += [wire.VectorStoreFileObject(id=f, created_at=int(batch.created),
+                                          vector_store_id=batch.store, status="cancelled",
+                                          usage_bytes=0) for f in batch.files
+               if f in batch.cancelled]
+    return listed
+
+
+def _batch_object(batch: Batch) -> wire.VectorStoreFileBatchObject:
+    statuses = [f.status for f in _batch_files(batch)]
+    status = ("in_progress" if "in_progress" in statuses else "cancelled" if batch.cancelled
+              else "failed" if statuses and all(s == "failed" for s in statuses)
+              else "completed")
+    return wire.VectorStoreFileBatchObject(
+        id=batch.id, created_at=int(batch.created), vector_store_id=batch.store,
+        status=status, file_counts=wire.VectorStoreFileCounts.of(statuses))  # type: ignore[arg-type]
+
+
+def _batch_reply(batch: Batch) -> Response:
+    found = _batch_object(batch)
+    response = reply(found)
+    if found.status == "in_progress":
+        response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return response
+
+
+@bp.operation("post", STORE + "/file_batches", "Attach several uploaded files at once, each "
+              "embedded in the background (poll the batch until it is no longer "
+              "in_progress)", wire.VectorStoreFileBatchObject, wire.VectorStoreFileBatchCreate)
+def create_batch(vector_store_id: str) -> Response:
+    store = _store(vector_store_id)
+    entries = body(wire.VectorStoreFileBatchCreate).entries()
+    param = "files" if any(e.attributes is not None for e in entries) else "file_ids"
+    stored = [_stored_file(e.file_id, param) for e in entries]  # all found before any starts
+    for entry in entries:
+        _check_chunking(store, entry.chunking_strategy)
+    st = state()
+    batch = Batch(f"vsfb_{uuid.uuid4().hex}", store, [f.id for f in stored])
+    attachments().batches[batch.id] = batch
+    for entry, file in zip(entries, stored, strict=True):
+        attachments().start(st.service, st.metrics, store, file, entry.attributes or {})
+    return _batch_reply(batch)
+
+
+@bp.operation("get", BATCH, "A file batch: its status and its files' counts",
+              wire.VectorStoreFileBatchObject, errors=ONE_ERRORS)
+def retrieve_batch(vector_store_id: str, batch_id: str) -> Response:
+    return _batch_reply(_batch(_store(vector_store_id), batch_id))
+
+
+@bp.operation("post", BATCH + "/cancel", "Cancel a file batch: its files still in progress "
+              "are detached (those done stay)", wire.VectorStoreFileBatchObject,
+              errors=ONE_ERRORS)
+def cancel_batch(vector_store_id: str, batch_id: str) -> Response:
+    batch = _batch(_store(vector_store_id), batch_id)
+    live = attachments().of_store(batch.store)
+    for file_id in batch.files:
+        attachment = live.get(file_id)
+        if attachment is not None and attachment.status == "in_progress":
+            attachments().detach(batch.store, file_id)
+            batch.cancelled.add(file_id)
+    return _batch_reply(batch)
+
+
+@bp.operation("get", BATCH + "/files", "A file batch's files", wire.VectorStoreFileList,
+              errors=(400, 401, 403, 404, 500), query=(*PAGE, ("filter", "string")))
+def batch_files(vector_store_id: str, batch_id: str) -> Response:
+    found = _batch_files(_batch(_store(vector_store_id), batch_id))
+    return _file_list(found)
 
 
 @bp.operation("delete", STORE_FILE, "Detach a file from a vector store: its chunks leave the "

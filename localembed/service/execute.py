@@ -12,7 +12,7 @@ core exceptions (``InputError``, ``ModelNotFound``, ``ModelLoadError``, ``Engine
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
@@ -189,34 +189,58 @@ class Service:
     def embed_many(self, requests: Sequence[EmbedRequest], engine: Engine,
                    abandoned: Abandoned = None) -> Iterator[tuple[int, EmbeddingResult]]:
         """Several requests queued at once, so that their sequences share the workers'
-        batches (an index run's documents, each with its own title), each result yielded
-        as soon as it is done: (its index in ``requests``, its result). Each request is held
-        to the same limits as ``embed``; the whole is held to the request timeout, and work
-        not yet done when the caller stops reading (or fails) is dropped."""
+        batches, each result yielded as soon as it is done: (its index in ``requests``, its
+        result). See ``embed_stream``."""
         for request in requests:
             self.check_count(len(request.inputs), request.field)
-        futures: dict[Future, int] = {}
-        try:
-            for i, request in enumerate(requests):
-                def submit(e: Engine, request: EmbedRequest = request) -> Future:
-                    return e.submit(list(request.inputs), request.options,
-                                    max_total_tokens=self.limits.max_request_tokens)
+        return self.embed_stream(enumerate(requests), engine, len(requests) or 1, abandoned)
 
-                engine, future = self._submit(engine, engine.id, submit)
-                futures[future] = i
+    def embed_stream(self, requests: Iterable[tuple[T, EmbedRequest]], engine: Engine,
+                     in_flight: int, abandoned: Abandoned = None) -> Iterator[tuple[T,
+                                                                                 EmbeddingResult]]:
+        """Tagged requests kept ``in_flight`` at a time, the next taken from ``requests`` as
+        soon as one is done, so the engine's batches stay full (an index run's documents,
+        each with its own title, read and chunked while the ones before are embedded); each
+        result is yielded as soon as it is done, with its tag. Each request is held to the
+        same limits as ``embed``; the request timeout bounds how long no result comes, and
+        work not yet done when the caller stops reading (or fails) is dropped."""
+        pending = iter(requests)
+        futures: dict[Future, T] = {}
+        try:
+            def top_up() -> None:
+                nonlocal engine
+                while len(futures) < in_flight:
+                    tagged = next(pending, None)
+                    if tagged is None:
+                        return
+                    tag, request = tagged
+                    self.check_count(len(request.inputs), request.field)
+
+                    def submit(e: Engine, request: EmbedRequest = request) -> Future:
+                        return e.submit(list(request.inputs), request.options,
+                                        max_total_tokens=self.limits.max_request_tokens)
+
+                    engine, future = self._submit(engine, engine.id, submit)
+                    futures[future] = tag
+
+            top_up()
             deadline = time.monotonic() + self.limits.request_timeout
-            waiting = set(futures)
-            while waiting:
+            while futures:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RequestTimeout("The request took too long; its queued work was "
                                          "dropped.")
-                done, waiting = wait(waiting, timeout=min(POLL_SECONDS, left),
-                                     return_when=FIRST_COMPLETED)
+                done, _ = wait(futures, timeout=min(POLL_SECONDS, left),
+                               return_when=FIRST_COMPLETED)
                 if not done and abandoned is not None and abandoned():
                     raise RequestAbandoned("the client went away")
+                if done:
+                    deadline = time.monotonic() + self.limits.request_timeout
                 for future in done:
-                    yield futures[future], future.result()
+                    tag = futures.pop(future)
+                    result = future.result()
+                    top_up()  # the engine gets more before the caller handles this one
+                    yield tag, result
         finally:
             for future in futures:
                 future.cancel()
