@@ -38,10 +38,6 @@ from localembed.models.store import ModelNotFound, resolve
 from localembed.service.execute import EmbedRequest, Limits, Service
 from localembed.service.registry import Registry
 
-# Documents per embedding call of ``embed_corpus``: each call's chunks are one part. The
-# engine's batches drain at the end of each call, so calls much smaller cost throughput
-# (on 2 cores, 300 documents: 44 s with 16 a call, 33 s with 32).
-DOCUMENTS_PER_BATCH = 32
 # Ray Data splits a stage's output into blocks of at most this size: small blocks of
 # documents, so that every actor of the pool gets some (Ray's 128 MiB would put a folder's
 # documents in one block, for one actor; embedding a block costs far more than moving it).
@@ -190,10 +186,9 @@ def _read(row: dict[str, Any], read: str, binding: str, held: Any) -> list[dict[
         if isinstance(item, Skipped):
             out.append(_marker("skipped", item.path, item.reason))
             continue
-        digest = corpus.stored_hash(item, bound)
-        versions = written.get(item.id, [])
-        stale = [part for old, part in versions if old != digest]
-        if any(old == digest for old, _ in versions):
+        digest, done, older = corpus.version(item, bound, written)
+        stale = [str(part) for part in older]
+        if done:
             out.append(_marker("unchanged", item.id, "", stale))
             continue
         record = corpus.document_record(item, digest)
@@ -250,11 +245,8 @@ def embed_corpus(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
     if started:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     try:
-        theirs = corpus.dataset_binding(out)
-        chunk_tokens = options.chunk_tokens or (theirs.chunk_tokens if theirs else None)
-        overlap = options.overlap if options.overlap is not None else (
-            theirs.overlap if theirs else None)
-        binding_json = ray.get(ray.remote(_bind).remote(options.model, chunk_tokens, overlap))
+        binding_json = ray.get(ray.remote(_bind).remote(options.model,
+                                                        *corpus.chunk_settings(out, options)))
         binding = Binding.from_dict(json.loads(binding_json))
         corpus.check_dataset(out, binding)
         held = {doc: [(h, str(p)) for h, p in versions]
@@ -274,7 +266,7 @@ def embed_corpus(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
         ds = ds.flat_map(_read, fn_kwargs={"read": json.dumps(asdict(options.read)),
                                            "binding": binding_json, "held": ray.put(held)},
                          num_cpus=0)
-        ds = ds.map_batches(_CorpusEmbedder, batch_size=batch_size or DOCUMENTS_PER_BATCH,
+        ds = ds.map_batches(_CorpusEmbedder, batch_size=batch_size or corpus.DOCUMENTS_PER_CALL,
                             fn_constructor_kwargs={"model": options.model,
                                                    "binding": binding_json},
                             # Ray Data restarts a lost actor and retries its task by

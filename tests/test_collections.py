@@ -26,7 +26,7 @@ from localembed.config.settings import ServerConfig
 from localembed.engine import EmbedOptions
 from localembed.models.starter import STARTER_ID
 from localembed.server import create_app
-from localembed.service.execute import EmbedRequest, Limits, Service
+from localembed.service.execute import EmbedRequest, Service
 from localembed.service.registry import Registry
 from tests.conftest import wait_until
 from tests.fixtures.models import install_model
@@ -68,13 +68,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if text:
             (root / f"{module}.txt").write_text(text + "\n", encoding="utf-8")
     return root
-
-
-@pytest.fixture
-def service():
-    registry = Registry(STARTER_ID)
-    yield Service(registry, Limits())
-    registry.close()
 
 
 def exported(name: str) -> dict[str, dict]:

@@ -45,13 +45,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def service():
-    registry = Registry(STARTER_ID)
-    yield Service(registry, Limits())
-    registry.close()
-
-
 def table(out: Path) -> list[dict]:
     return sorted(pq.read_table(out).to_pylist(), key=lambda r: r["id"])
 

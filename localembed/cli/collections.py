@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -86,33 +87,54 @@ class Bar:
             click.echo("", err=True)
 
 
+READING_OPTIONS = (
+    click.option("--glob", default=None, help="Only files matching this pattern (e.g. '*.md')."),
+    click.option("--text-field", default=None,
+                 help="JSONL/CSV/Parquet records: the text field (text)."),
+    click.option("--id-field", default=None,
+                 help="JSONL/CSV/Parquet records: the id field (id)."),
+    click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
+                 help="Tokens per chunk (default: 512, or less where the model takes less)."),
+    click.option("--overlap", type=click.IntRange(min=0), default=None,
+                 help="Tokens each chunk repeats from the one before (default: an eighth)."),
+)
+
+
+def reading_options(command: Callable[..., None]) -> Callable[..., None]:
+    """How `index` and `embed-corpus` read and chunk: one set of options, one meaning."""
+    for option in reversed(READING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _index_options(model: str | None, glob: str | None, text_field: str | None,
+                   id_field: str | None, chunk_tokens: int | None, overlap: int | None,
+                   rechunk: bool = False) -> IndexOptions:
+    return IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
+                        rechunk=rechunk,
+                        read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+
+
 @click.command(name="index")
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-m", "--model", default=None,
               help="Embedding model of a new collection (default: the default model); an "
                    "existing collection keeps its own.")
-@click.option("--glob", default=None, help="Only files matching this pattern (e.g. '*.md').")
-@click.option("--text-field", default=None, help="JSONL/CSV records: the text field (text).")
-@click.option("--id-field", default=None, help="JSONL/CSV records: the id field (id).")
-@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
-              help="Tokens per chunk (default: 512, or less where the model takes less).")
-@click.option("--overlap", type=click.IntRange(min=0), default=None,
-              help="Tokens each chunk repeats from the one before (default: an eighth).")
+@reading_options
 @click.option("--rechunk", is_flag=True,
               help="Let an existing collection take new --chunk-tokens/--overlap (its "
                    "documents are embedded again).")
 def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | None,
               text_field: str | None, id_field: str | None, chunk_tokens: int | None,
               overlap: int | None, rechunk: bool) -> None:
-    """Index files, folders and JSONL/CSV records into collection NAME (created on first use).
+    """Index files, folders and JSONL/CSV/Parquet records into collection NAME (created on
+    first use), or load a dataset written by embed-corpus (OUT) without embedding.
 
     Run it again to bring the collection up to date: only new and changed documents are
     embedded, documents gone from the folders are dropped, and an interrupted run goes on
     where it stopped."""
-    options = IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
-                           rechunk=rechunk,
-                           read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+    options = _index_options(model, glob, text_field, id_field, chunk_tokens, overlap, rechunk)
     datasets = [Path(p) for p in paths if corpus.parts(Path(p))]
     if datasets:
         _load_datasets(name, paths, datasets)
@@ -173,20 +195,15 @@ def _load_datasets(name: str, paths: tuple[str, ...], datasets: list[Path]) -> N
               help="The Parquet dataset to write (a folder; a rerun adds what is missing).")
 @click.option("-m", "--model", default=None, help="Embedding model (default: the default "
                                                   "model); a path every Ray node sees works.")
-@click.option("--glob", default=None, help="Only files matching this pattern (e.g. '*.md').")
-@click.option("--text-field", default=None, help="JSONL/CSV/Parquet records: the text field.")
-@click.option("--id-field", default=None, help="JSONL/CSV/Parquet records: the id field.")
-@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
-              help="Tokens per chunk (default: as index).")
-@click.option("--overlap", type=click.IntRange(min=0), default=None,
-              help="Tokens each chunk repeats from the one before (default: an eighth).")
+@reading_options
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
               metavar="[ADDRESS]", help="Run on a Ray cluster (ADDRESS, or RAY_ADDRESS, or a "
                                         "local one started for the run).")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
-              help="With --ray: embedding actors (default: one per node's CPUs / 2).")
+              help="With --ray: embedding actors (default: one per node, with its CPUs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="With --ray: documents per embedding batch.")
+              help="With --ray: documents per embedding call (default: "
+                   f"{corpus.DOCUMENTS_PER_CALL}).")
 def embed_corpus_cmd(inputs: tuple[str, ...], output: str, model: str | None,
                      glob: str | None, text_field: str | None, id_field: str | None,
                      chunk_tokens: int | None, overlap: int | None, ray_address: str | None,
@@ -196,8 +213,7 @@ def embed_corpus_cmd(inputs: tuple[str, ...], output: str, model: str | None,
 
     Run it again into the same folder to add what is missing: documents already written are
     not embedded again. Load the dataset into a collection with `localembed index NAME OUT`."""
-    options = IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
-                           read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
+    options = _index_options(model, glob, text_field, id_field, chunk_tokens, overlap)
     try:
         if ray_address is not None:
             from localembed import ray as on_ray

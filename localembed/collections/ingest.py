@@ -29,7 +29,7 @@ from localembed.collections.sources import (
     read_sources,
 )
 from localembed.collections.store import Binding, ChunkRow, Collection, CollectionError
-from localembed.engine import EmbedOptions, Engine, InputError, Kind
+from localembed.engine import EmbeddingResult, EmbedOptions, Engine, InputError, Kind
 from localembed.models.store import model_sha256
 from localembed.service.execute import EmbedRequest, Service
 
@@ -336,24 +336,32 @@ def _check(cancel: threading.Event | None) -> None:
         raise IndexCancelled("indexing was cancelled; run it again to go on")
 
 
-def _embed_all(service: Service, engine: Engine, collection: Collection,
-               todo: Sequence[tuple[Document, str, bool]], state: IndexProgress,
-               report: IndexReport, tell: Callable[[IndexProgress], None],
-               cancel: threading.Event | None) -> None:
-    """Chunk each document as it is sent, keep IN_FLIGHT of them with the engine
-    (``Service.embed_stream``: it packs their chunks into shared batches, and takes the next
-    document as soon as one is done, so chunking overlaps embedding), and write each as soon
-    as its vectors are back, in this thread: SQLite has one writer, and each document is its
-    own transaction."""
+def embedded(service: Service, engine: Engine, binding: Binding,
+             todo: Iterable[tuple[Document, str, bool]], state: IndexProgress,
+             cancel: threading.Event | None) -> Iterator[tuple[Prepared, EmbeddingResult]]:
+    """Each (document, stored hash, new) of ``todo`` chunked as it is sent, IN_FLIGHT of
+    them with the engine (``Service.embed_stream``: it packs their chunks into shared batches
+    and takes the next document as soon as one is done, so chunking overlaps embedding),
+    yielded with its vectors as they come back. ``state.chunks_total`` grows as they are
+    chunked; a cancel raises IndexCancelled."""
     def planned() -> Iterator[tuple[Prepared, EmbedRequest]]:
         for document, digest, new in todo:
             _check(cancel)
-            item = prepare(engine, collection.binding, document, digest, new)
+            item = prepare(engine, binding, document, digest, new)
             state.chunks_total += len(item.chunks)
             yield item, EmbedRequest([c.text for c in item.chunks], item.options, engine.id,
                                      field="chunks")
 
-    for item, result in service.embed_stream(planned(), engine, IN_FLIGHT):
+    return service.embed_stream(planned(), engine, IN_FLIGHT)
+
+
+def _embed_all(service: Service, engine: Engine, collection: Collection,
+               todo: Sequence[tuple[Document, str, bool]], state: IndexProgress,
+               report: IndexReport, tell: Callable[[IndexProgress], None],
+               cancel: threading.Event | None) -> None:
+    """Embed ``todo`` (``embedded``) and write each document as soon as its vectors are back,
+    in this thread: SQLite has one writer, and each document is its own transaction."""
+    for item, result in embedded(service, engine, collection.binding, todo, state, cancel):
         _check(cancel)
         rows = [ChunkRow(c.number, c.text, c.start_line, c.end_line, c.tokens)
                 for c in item.chunks]

@@ -245,12 +245,6 @@ class VectorStoreFileDeleted(msgspec.Struct, kw_only=True):
     object: Literal["vector_store.file.deleted"] = "vector_store.file.deleted"
 
 
-class VectorStoreBatchFile(msgspec.Struct, kw_only=True):
-    file_id: Annotated[str, msgspec.Meta(min_length=1)]
-    attributes: Attributes | None = None
-    chunking_strategy: VectorStoreChunkingParam | None = None
-
-
 class VectorStoreFileBatchCreate(msgspec.Struct, kw_only=True):
     """``POST /v1/vector_stores/{id}/file_batches``: attach several uploaded files at once,
     as ``file_ids`` (with shared ``attributes`` and ``chunking_strategy``) or as ``files``
@@ -258,19 +252,19 @@ class VectorStoreFileBatchCreate(msgspec.Struct, kw_only=True):
 
     file_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]],
                         msgspec.Meta(min_length=1, max_length=MAX_BATCH_FILES)] | None = None
-    files: Annotated[list[VectorStoreBatchFile],
+    files: Annotated[list[VectorStoreFileCreate],
                      msgspec.Meta(min_length=1, max_length=MAX_BATCH_FILES)] | None = None
     attributes: Attributes | None = None
     chunking_strategy: VectorStoreChunkingParam | None = None
 
-    def entries(self) -> list[VectorStoreBatchFile]:
+    def entries(self) -> list[VectorStoreFileCreate]:
         """Each file with what it is attached with (a file named twice: its last entry)."""
         if (self.file_ids is None) == (self.files is None):
             raise InputError("Give either 'file_ids' or 'files' (exactly one of them).",
                              param="file_ids")
         entries = self.files if self.files is not None else [
-            VectorStoreBatchFile(file_id=f, attributes=self.attributes,
-                                 chunking_strategy=self.chunking_strategy)
+            VectorStoreFileCreate(file_id=f, attributes=self.attributes,
+                                  chunking_strategy=self.chunking_strategy)
             for f in self.file_ids or ()]
         return list({e.file_id: e for e in entries}.values())
 

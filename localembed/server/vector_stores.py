@@ -489,7 +489,9 @@ def _attached(store: str, file_id: str) -> wire.VectorStoreFileObject:
                    param="file_id", code="not_found")
 
 
-def _file_reply(found: wire.VectorStoreFileObject) -> Response:
+def _file_reply(found: wire.VectorStoreFileObject | wire.VectorStoreFileBatchObject
+                ) -> Response:
+    """A file's (or a batch's) object, telling the SDK how soon to poll one in progress."""
     response = reply(found)
     if found.status == "in_progress":
         response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
@@ -596,14 +598,6 @@ def _batch_object(batch: Batch) -> wire.VectorStoreFileBatchObject:
         status=status, file_counts=wire.VectorStoreFileCounts.of(statuses))  # type: ignore[arg-type]
 
 
-def _batch_reply(batch: Batch) -> Response:
-    found = _batch_object(batch)
-    response = reply(found)
-    if found.status == "in_progress":
-        response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
-    return response
-
-
 @bp.operation("post", STORE + "/file_batches", "Attach several uploaded files at once, each "
               "embedded in the background (poll the batch until it is no longer "
               "in_progress)", wire.VectorStoreFileBatchObject, wire.VectorStoreFileBatchCreate)
@@ -619,13 +613,13 @@ def create_batch(vector_store_id: str) -> Response:
     attachments().batches[batch.id] = batch
     for entry, file in zip(entries, stored, strict=True):
         attachments().start(st.service, st.metrics, store, file, entry.attributes or {})
-    return _batch_reply(batch)
+    return _file_reply(_batch_object(batch))
 
 
 @bp.operation("get", BATCH, "A file batch: its status and its files' counts",
               wire.VectorStoreFileBatchObject, errors=ONE_ERRORS)
 def retrieve_batch(vector_store_id: str, batch_id: str) -> Response:
-    return _batch_reply(_batch(_store(vector_store_id), batch_id))
+    return _file_reply(_batch_object(_batch(_store(vector_store_id), batch_id)))
 
 
 @bp.operation("post", BATCH + "/cancel", "Cancel a file batch: its files still in progress "
@@ -639,7 +633,7 @@ def cancel_batch(vector_store_id: str, batch_id: str) -> Response:
         if attachment is not None and attachment.status == "in_progress":
             attachments().detach(batch.store, file_id)
             batch.cancelled.add(file_id)
-    return _batch_reply(batch)
+    return _file_reply(_batch_object(batch))
 
 
 @bp.operation("get", BATCH + "/files", "A file batch's files", wire.VectorStoreFileList,
