@@ -35,6 +35,7 @@ from localembed.collections.ingest import index, prepare, stored_hash  # noqa: E
 from localembed.collections.search import SearchQuery, find  # noqa: E402
 from localembed.collections.sources import ReadOptions, read_sources  # noqa: E402
 from localembed.collections.store import Binding, ChunkRow, Collection  # noqa: E402
+from localembed.engine.cache import VectorCache  # noqa: E402
 from localembed.models.starter import STARTER_ID  # noqa: E402
 from localembed.service.execute import EmbedRequest, Limits, Service  # noqa: E402
 from localembed.service.registry import Registry  # noqa: E402
@@ -138,7 +139,7 @@ def latency(rows: int, dims: int, name: str) -> dict[str, float]:
 
 
 def ingest_table(args: argparse.Namespace) -> None:
-    registry = Registry(STARTER_ID)
+    registry = Registry(STARTER_ID, cache=VectorCache(0))  # the runs embed the same chunks
     try:
         service = Service(registry, Limits())
         with tempfile.TemporaryDirectory() as tmp:

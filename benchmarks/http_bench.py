@@ -56,7 +56,8 @@ class Client:
 def start_server(model: Path, home: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "LOCALEMBED_HOME": home}
     proc = subprocess.Popen([sys.executable, "-m", "localembed", "serve", "--port", "0",
-                             "--model", str(model), "--http-threads", "32"],
+                             "--model", str(model), "--http-threads", "32",
+                             "--cache-mb", "0"],  # the passes repeat their texts
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
     url = proc.stdout.readline().strip()  # type: ignore[union-attr]

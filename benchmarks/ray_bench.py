@@ -24,12 +24,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LOCALEMBED_HOME", tempfile.mkdtemp(prefix="localembed-bench-"))
+# The corpus repeats itself (--copies): measure the pipeline, not the embedding cache (set
+# before the clusters start, so their nodes read it too).
+os.environ["LOCALEMBED_CACHE_MB"] = "0"
 
 import ray  # noqa: E402
 from collections_bench import corpus  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from localembed.collections.corpus import embed_corpus as local_run  # noqa: E402
+from localembed.engine.cache import VectorCache  # noqa: E402
 from localembed.models.starter import STARTER_ID  # noqa: E402
 from localembed.ray import embed_corpus as ray_run  # noqa: E402
 from localembed.service.execute import Limits, Service  # noqa: E402
@@ -75,7 +79,7 @@ def steady(out: Path, chunks: int) -> float:
 
 
 def timed_local(folder: Path, out: Path) -> tuple[float, int]:
-    registry = Registry(STARTER_ID)
+    registry = Registry(STARTER_ID, cache=VectorCache(0))
     try:
         service = Service(registry, Limits())
         started = time.perf_counter()

@@ -348,7 +348,9 @@ def localembed_servers(model: Model, threads: int, http_threads: list[int],
     for h in http_threads:
         port = free_port()
         argv = [sys.executable, "-m", "localembed", "serve", "--model", str(model.path),
-                "--port", str(port), "--threads", str(threads), "--http-threads", str(h)]
+                "--port", str(port), "--threads", str(threads), "--http-threads", str(h),
+                # the workloads repeat their texts: decode them as llama-server must
+                "--cache-mb", "0"]
         label = "default" if h == DEFAULT_HTTP_THREADS else f"http-threads {h}"
         env = clean_env(LOCALEMBED_HOME=str(home))
         servers.append(Server("localembed", label, argv, port, env))

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from localembed.engine import (  # noqa: E402
-    EmbeddingResult,
-    EmbedOptions,
-    Engine,
-    EngineClosed,
-    InputError,
-    ModelLoadError,
-    RunnerOptions,
-)
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from localembed.engine import (
+        EmbeddingResult,
+        EmbedOptions,
+        Engine,
+        EngineClosed,
+        InputError,
+        ModelLoadError,
+        RunnerOptions,
+    )
+
+# Imported on first use: `import localembed` (every command line start) loads no llama.cpp.
+_ENGINE_NAMES = ("EmbedOptions", "EmbeddingResult", "Engine", "EngineClosed", "InputError",
+                 "ModelLoadError", "RunnerOptions")
 
 
 def load(model: str | None = None, **options: object) -> Engine:
@@ -27,6 +34,7 @@ def load(model: str | None = None, **options: object) -> Engine:
 
     Keyword arguments are ``RunnerOptions`` fields (threads, gpu_layers, max_tokens, ...).
     """
+    from localembed.engine import Engine, RunnerOptions
     from localembed.models.defaults import default_model_id
     from localembed.models.store import resolve
 
@@ -36,11 +44,16 @@ def load(model: str | None = None, **options: object) -> Engine:
 
 
 def __getattr__(name: str) -> object:
-    """``LLM`` and ``Runner`` load the server's request handling lazily (flask)."""
+    """``LLM`` and ``Runner`` load the server's request handling lazily (flask), the engine's
+    names llama.cpp."""
     if name in ("LLM", "Runner"):
         from localembed import api
 
         return getattr(api, name)
+    if name in _ENGINE_NAMES:
+        from localembed import engine
+
+        return getattr(engine, name)
     raise AttributeError(name)
 
 

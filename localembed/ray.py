@@ -21,27 +21,32 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from localembed.collections import corpus
-from localembed.collections.ingest import IndexOptions, bind, prepare
+from localembed.collections import DOCUMENTS_PER_CALL, corpus
+from localembed.collections.ingest import IndexOptions, IndexProgress, bind, embedded
 from localembed.collections.sources import ReadOptions, Skipped, read_sources
 from localembed.collections.store import Binding
+from localembed.config.settings import load_config
 from localembed.engine import EmbedOptions, RunnerOptions
 from localembed.models.catalog import lookup
 from localembed.models.store import ModelNotFound, resolve
 from localembed.service.execute import EmbedRequest, Limits, Service
-from localembed.service.registry import Registry
+from localembed.service.registry import Registry, cache_from_config
 
-# Ray Data splits a stage's output into blocks of at most this size: small blocks of
-# documents, so that every actor of the pool gets some (Ray's 128 MiB would put a folder's
-# documents in one block, for one actor; embedding a block costs far more than moving it).
-BLOCK_BYTES = 1024 * 1024
+# Ray Data splits a stage's output into blocks of at most this size, and an actor takes a
+# block at a time: small blocks of documents, so that every actor gets its share to the end
+# (Ray's 128 MiB would put a folder's documents in one block, for one actor; with 1 MiB, 900
+# documents made 3 blocks and two one-CPU nodes ran at 0.5 of one process, with 256 KiB at
+# 1.2). Embedding a block costs far more than moving it.
+BLOCK_BYTES = 256 * 1024
+# Embedding calls an actor runs at once (each a batch of documents, sharing the engine).
+CALLS_PER_ACTOR = 2
 
 
 def _assigned() -> dict[str, float]:
@@ -90,7 +95,9 @@ class Embedder:
                  output_column: str = "embedding", dimensions: int | None = None,
                  truncate: str = "end", threads: int | None = None,
                  gpu_layers: int | None = None) -> None:
-        self.registry = Registry(ensure_model(model), runner_options(threads, gpu_layers))
+        # The node's own settings (its LOCALEMBED_* variables, its config.json) size the cache.
+        self.registry = Registry(ensure_model(model), runner_options(threads, gpu_layers),
+                                 cache=cache_from_config(load_config()))
         self.service = Service(self.registry, Limits())
         self.engine = self.registry.default
         self.options = EmbedOptions(task=task, dimensions=dimensions, truncate=truncate)
@@ -140,19 +147,19 @@ class _CorpusEmbedder(Embedder):
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         markers: list[dict[str, Any]] = []
-        items = []
+        todo = []
         for record in _records(batch):
             markers.append({k: record[k] for k in ("status", "id", "reason", "stale")})
             if record["status"] == "embed":
                 document, digest = corpus.record_document(record)
-                items.append(prepare(self.engine, self.binding, document, digest, True))
-        # Every document of the batch queued at once (each with its own title), as a local
-        # run keeps them: their chunks share the engine's batches.
-        requests = [EmbedRequest([c.text for c in item.chunks], item.options, self.engine.id,
-                                 field="chunks") for item in items]
+                todo.append((document, digest, True))
+        # As a local run: each document chunked as it is sent, its chunks sharing the
+        # engine's batches with the other documents in flight (and with the other call this
+        # actor runs at the same time, so the engine does not idle while a call ends).
         rows: list[dict[str, Any]] = []
-        for n, result in self.service.embed_many(requests, self.engine):
-            rows += corpus.chunk_rows(items[n], result.vectors)
+        for item, result in embedded(self.service, self.engine, self.binding, todo,
+                                     IndexProgress(""), None):
+            rows += corpus.chunk_rows(item, result.vectors)
         return {"rows": [json.dumps(_jsonable(rows))], "markers": [json.dumps(markers)]}
 
 
@@ -203,18 +210,25 @@ def _marker(status: str, name: str, reason: str, stale: list[str] | None = None
             "document_hash": ""}
 
 
-def _write(batch: dict[str, Any], out: str, binding: str) -> dict[str, Any]:
-    """The write stage: each embedding call's rows (whole documents) as one part."""
-    bound = Binding.from_dict(json.loads(binding))
-    documents = chunks = tokens = 0
-    for rows_json in batch["rows"]:
-        rows = json.loads(rows_json)
-        corpus.write_part(Path(out), bound, rows)
-        documents += len({r["document"] for r in rows})
-        chunks += len(rows)
-        tokens += sum(r["tokens"] for r in rows)
-    return {"documents": [documents], "chunks": [chunks], "tokens": [tokens],
-            "markers": [json.dumps([m for ms in batch["markers"] for m in json.loads(ms)])]}
+class _Writer:
+    """The write stage: each embedding call's rows (whole documents) as one part. One
+    long-lived actor: a task per part would start a fresh Ray worker (a second of CPU for its
+    imports) again and again, taken from the embedding actors' cores."""
+
+    def __init__(self, out: str, binding: str) -> None:
+        self.out = Path(out)
+        self.binding = Binding.from_dict(json.loads(binding))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        documents = chunks = tokens = 0
+        for rows_json in batch["rows"]:
+            rows = json.loads(rows_json)
+            corpus.write_part(self.out, self.binding, rows)
+            documents += len({r["document"] for r in rows})
+            chunks += len(rows)
+            tokens += sum(r["tokens"] for r in rows)
+        return {"documents": [documents], "chunks": [chunks], "tokens": [tokens],
+                "markers": [json.dumps([m for ms in batch["markers"] for m in json.loads(ms)])]}
 
 
 def _bind(model: str | None, chunk_tokens: int | None, overlap: int | None) -> str:
@@ -230,12 +244,14 @@ def embed_corpus(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
                  options: IndexOptions | None = None, *, address: str | None = None,
                  actors: int | None = None, batch_size: int | None = None,
                  num_cpus: float | None = None, num_gpus: float | None = None,
-                 block_bytes: int = BLOCK_BYTES) -> corpus.CorpusReport:
+                 block_bytes: int = BLOCK_BYTES,
+                 progress: Callable[[IndexProgress], None] | None = None
+                 ) -> corpus.CorpusReport:
     """``embed-corpus --ray``: see the module's docstring. ``output`` is a folder every node
     writes to (a shared filesystem, or this machine's for a local cluster); inputs are read
     where their stage runs, so they too must be where the nodes see them. ``block_bytes``:
     how much read text goes to one embedding task (smaller spreads a small corpus over more
-    actors)."""
+    actors). ``progress`` is called as parts are written (documents, chunks, tokens so far)."""
     import ray
 
     options = options or IndexOptions()
@@ -266,22 +282,33 @@ def embed_corpus(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
         ds = ds.flat_map(_read, fn_kwargs={"read": json.dumps(asdict(options.read)),
                                            "binding": binding_json, "held": ray.put(held)},
                          num_cpus=0)
-        ds = ds.map_batches(_CorpusEmbedder, batch_size=batch_size or corpus.DOCUMENTS_PER_CALL,
+        ds = ds.map_batches(_CorpusEmbedder, batch_size=batch_size or DOCUMENTS_PER_CALL,
                             fn_constructor_kwargs={"model": options.model,
                                                    "binding": binding_json},
                             # Ray Data restarts a lost actor and retries its task by
                             # default (max_restarts, max_task_retries -1): a retried batch
                             # writes the same part again, so every chunk is written once.
-                            compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=cpus,
-                            **gpus)
-        ds = ds.map_batches(_write, batch_size=None, num_cpus=0,
-                            fn_kwargs={"out": str(out), "binding": binding_json})
+                            # Two calls at once per actor: the next batch's documents are
+                            # chunked and fill the engine's batches while one call's last
+                            # chunks are decoded.
+                            compute=ray.data.ActorPoolStrategy(
+                                size=pool, max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
+                                enable_true_multi_threading=True),
+                            num_cpus=cpus, **gpus)
+        ds = ds.map_batches(_Writer, batch_size=None, num_cpus=0,
+                            compute=ray.data.ActorPoolStrategy(size=1),
+                            fn_constructor_kwargs={"out": str(out), "binding": binding_json})
         report = corpus.CorpusReport(str(out), binding.model)
+        state = IndexProgress(str(out), status="embedding")
+        tell = progress or (lambda _p: None)
         stale: dict[Path, set[str]] = {}
         for row in ds.iter_rows():
             report.written += int(row["documents"])
             report.chunks += int(row["chunks"])
             report.tokens += int(row["tokens"])
+            state.documents_done, state.chunks_done = report.written, report.chunks
+            state.tokens = report.tokens
+            tell(state)
             for marker in json.loads(row["markers"]):
                 if marker["status"] == "skipped":
                     report.skipped.append(Skipped(marker["id"], marker["reason"]))
@@ -290,6 +317,8 @@ def embed_corpus(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
                 for part in json.loads(marker["stale"]):
                     stale.setdefault(Path(part), set()).add(marker["id"])
         corpus.drop_documents(out, binding, stale)
+        state.status = "done"
+        tell(state)
         return report
     finally:
         if started:

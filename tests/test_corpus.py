@@ -196,3 +196,13 @@ def test_the_cli_writes_a_dataset_and_says_what_it_did(folder: Path, tmp_path: P
     assert f"{len(MODULES) + 2} documents written" in result.output
     again = CliRunner().invoke(cli, ["embed-corpus", str(folder), "-o", str(out)])
     assert "0 documents written" in again.output and "already there" in again.output
+
+
+def test_ray_options_without_ray_are_refused_by_name(folder: Path, tmp_path: Path,
+                                                     app_home: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["embed-corpus", str(folder), "-o", str(out),
+                                      "--actors", "2", "--gpus", "1"])
+    assert result.exit_code == 2
+    assert "--actors, --gpus only with --ray" in result.output
+    assert not out.exists()

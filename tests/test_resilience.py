@@ -7,6 +7,8 @@ import json
 import socket
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,12 @@ from tests.fixtures.server import call, running
 LONG = "the river carries silt to the sea and farmers settle on the delta " * 40
 
 
+def fresh(text: str, n: int) -> list[str]:
+    """``n`` inputs like ``text``, each new: the engine decodes a repeated input once and its
+    cache answers it again, so load must be text it has not seen."""
+    return [f"{uuid.uuid4().hex} {text}" for _ in range(n)]
+
+
 @pytest.fixture(scope="module")
 def starter_engine():
     with Engine(starter_path()) as engine:
@@ -28,7 +36,7 @@ def starter_engine():
 
 
 def test_a_small_request_is_served_within_2s_behind_1000_long_sequences(starter_engine) -> None:
-    big = starter_engine.submit([LONG] * 1000)
+    big = starter_engine.submit(fresh(LONG, 1000))
     time.sleep(0.3)  # the worker is busy with the big request
     started = time.monotonic()
     starter_engine.embed("hi")
@@ -42,7 +50,7 @@ def test_a_small_request_waits_one_batch_behind_a_big_one_not_the_whole_plan(
     """Counted in decodes, not seconds: behind 300 texts of 200 words, a one-word request is
     decoded after the batches already running (one per worker), then its own."""
     stats = starter_engine.batcher.stats
-    big = starter_engine.submit([" ".join(["word"] * 200)] * 300)
+    big = starter_engine.submit(fresh(" ".join(["word"] * 200), 300))
     assert wait_until(lambda: stats.decode_calls >= 4)
     submitted = stats.decode_calls
     finished: list[int] = []
@@ -55,7 +63,7 @@ def test_a_small_request_waits_one_batch_behind_a_big_one_not_the_whole_plan(
 
 
 def test_cancelled_work_leaves_the_queue(starter_engine) -> None:
-    big = starter_engine.submit([LONG] * 1000)
+    big = starter_engine.submit(fresh(LONG, 1000))
     time.sleep(0.2)
     assert starter_engine.batcher.queued_tokens() > 100_000
     big.cancel()
@@ -67,10 +75,10 @@ def test_a_full_queue_refuses_quickly_with_a_retry_hint(starter_engine) -> None:
     batcher = starter_engine.batcher
     limit, batcher.max_queued_tokens = batcher.max_queued_tokens, 20_000
     try:
-        first = starter_engine.submit([LONG] * 60)
+        first = starter_engine.submit(fresh(LONG, 60))
         started = time.monotonic()
         with pytest.raises(Overloaded) as info:
-            starter_engine.submit([LONG] * 60)
+            starter_engine.submit(fresh(LONG, 60))
         assert time.monotonic() - started < 0.5 and info.value.retry_after >= 1
         first.cancel()
     finally:
@@ -82,28 +90,30 @@ def test_work_of_a_request_that_times_out_is_dropped(starter_gguf) -> None:
     config = ServerConfig(request_timeout=1.0)
     with running(config, starter_gguf()) as (url, registry):
         started = time.monotonic()
-        status, body, _ = call(url, "/v1/embeddings", {"input": [LONG] * 1000})
+        status, body, _ = call(url, "/v1/embeddings", {"input": fresh(LONG, 1000)})
         assert status == 504 and body["error"]["code"] == "timeout"
         assert time.monotonic() - started < 5
         assert wait_until(lambda: registry.default.batcher.queued_tokens() == 0, 3.0)
         assert call(url, "/v1/embeddings", {"input": "hi"})[0] == 200
 
 
-def send_and_leave(url: str, body: dict, linger: float) -> None:
-    """A client that sends a request, then disconnects without reading the answer."""
+def send_and_leave(url: str, body: dict, until: Callable[[], bool]) -> None:
+    """A client that sends a request, then disconnects without reading the answer once
+    ``until`` holds (its work is queued: a thousand new texts take a while to tokenize)."""
     host, port = url.removeprefix("http://").split(":")
     data = json.dumps(body).encode()
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
                      b"Content-Type: application/json\r\n"
                      + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-        time.sleep(linger)
+        assert wait_until(until, 30.0), "the request's work never reached the queue"
 
 
 def test_work_of_a_client_that_disconnects_is_dropped(starter_gguf) -> None:
     with running(ServerConfig(), starter_gguf()) as (url, registry):
         batcher = registry.default.batcher
-        send_and_leave(url, {"input": [LONG] * 1000}, linger=0.5)
+        send_and_leave(url, {"input": fresh(LONG, 1000)},
+                       until=lambda: batcher.queued_tokens() > 100_000)
         assert wait_until(lambda: batcher.queued_tokens() == 0, 5.0), batcher.queued_tokens()
         started = time.monotonic()
         assert call(url, "/v1/embeddings", {"input": "hi"})[0] == 200
@@ -116,7 +126,7 @@ def test_a_flood_gets_503_with_retry_after_and_health_still_answers(starter_gguf
         results: list[tuple[int, dict]] = []
 
         def flood() -> None:
-            status, _, headers = call(url, "/v1/embeddings", {"input": [LONG] * 150})
+            status, _, headers = call(url, "/v1/embeddings", {"input": fresh(LONG, 150)})
             results.append((status, headers))
 
         threads = [threading.Thread(target=flood) for _ in range(16)]

@@ -8,6 +8,7 @@ clipped, and a calm first visit to a server that needs a key. Each look (light a
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_a_long_embed_shows_counted_progress_and_cancel_empties_the_server_queue
     url, registry = starter_server
     batcher = registry.default.batcher
     with watched_page(browser, url, **look) as page:
-        page.fill("#pg-texts", "\n".join([LONG] * 400))
+        page.fill("#pg-texts", "\n".join(f"{uuid.uuid4().hex} {LONG}" for _ in range(400)))
         page.click("#pg-run")
         work = page.locator("#playground .work")
         expect(work).to_be_visible()
@@ -110,7 +111,7 @@ def test_a_new_run_clears_the_last_results_while_it_works(browser: Browser, star
         page.fill("#pg-texts", "one short text\nanother one")
         page.click("#pg-run")
         expect(page.locator("#pg-rows tr")).to_have_count(2)
-        page.fill("#pg-texts", "\n".join([LONG] * 400))
+        page.fill("#pg-texts", "\n".join(f"{uuid.uuid4().hex} {LONG}" for _ in range(400)))
         page.click("#pg-run")
         expect(page.locator("#playground .work")).to_be_visible()
         expect(page.locator("#pg-result")).to_be_hidden()  # not the old texts' vectors

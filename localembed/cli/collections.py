@@ -1,5 +1,6 @@
 """Collections from the command line: `index`, `search`, `collections` and `export`, over the
-same service and collection code as the HTTP API."""
+same service and collection code as the HTTP API (each command imports what it runs: the
+help loads none of it)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import msgspec
 
 from localembed.cli.commands import _say, _short, _size, open_service
-from localembed.collections import corpus
-from localembed.collections.ingest import (
-    IndexCancelled,
-    IndexOptions,
-    IndexProgress,
-    index,
-    model_missing,
-)
-from localembed.collections.search import SearchAnswer, SearchQuery, search
-from localembed.collections.sources import ReadOptions
-from localembed.collections.store import (
-    Collection,
-    CollectionError,
-    collection_path,
-    list_collections,
-    remove_collection,
-)
-from localembed.dialects.collections import CollectionInfo
-from localembed.engine import InputError
-from localembed.models.store import installed
+from localembed.collections import DOCUMENTS_PER_CALL
+
+if TYPE_CHECKING:
+    from localembed.collections.ingest import IndexOptions, IndexProgress
+    from localembed.collections.search import SearchAnswer
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -42,6 +28,10 @@ def _fail(exc: Exception) -> click.ClickException:
 def _collection_model(name: str) -> str | None:
     """The model a collection was built with (None for a new one): every command on it
     loads that model."""
+    from localembed.collections.ingest import model_missing
+    from localembed.collections.store import Collection, CollectionError
+    from localembed.models.store import installed
+
     try:
         with Collection.open(name) as collection:
             model = collection.binding.model
@@ -72,7 +62,9 @@ class Bar:
             line = f"reading: {p.documents_read} documents, {p.documents_total} to embed"
         else:
             eta = "--:--" if p.eta is None else f"{int(p.eta // 60)}:{int(p.eta % 60):02d}"
-            counts = (f"documents {p.documents_done}/{p.documents_total} chunks "
+            # A Ray run knows a document only once it is written: no total to show.
+            total = f"/{p.documents_total}" if p.documents_total > p.documents_done else ""
+            counts = (f"documents {p.documents_done}{total} chunks "
                       f"{p.chunks_done} {p.tokens_per_second:,.0f} tokens/s")
             if p.characters_total:  # how much there is, known once it was all read
                 filled = int(self.WIDTH * p.fraction)
@@ -110,6 +102,9 @@ def reading_options(command: Callable[..., None]) -> Callable[..., None]:
 def _index_options(model: str | None, glob: str | None, text_field: str | None,
                    id_field: str | None, chunk_tokens: int | None, overlap: int | None,
                    rechunk: bool = False) -> IndexOptions:
+    from localembed.collections.ingest import IndexOptions
+    from localembed.collections.sources import ReadOptions
+
     return IndexOptions(model=model, chunk_tokens=chunk_tokens, overlap=overlap,
                         rechunk=rechunk,
                         read=ReadOptions(glob=glob, text_field=text_field, id_field=id_field))
@@ -134,6 +129,11 @@ def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | 
     Run it again to bring the collection up to date: only new and changed documents are
     embedded, documents gone from the folders are dropped, and an interrupted run goes on
     where it stopped."""
+    from localembed.collections import corpus
+    from localembed.collections.ingest import IndexCancelled, index
+    from localembed.collections.store import CollectionError
+    from localembed.engine import InputError
+
     options = _index_options(model, glob, text_field, id_field, chunk_tokens, overlap, rechunk)
     datasets = [Path(p) for p in paths if corpus.parts(Path(p))]
     if datasets:
@@ -173,6 +173,10 @@ def index_cmd(name: str, paths: tuple[str, ...], model: str | None, glob: str | 
 
 def _load_datasets(name: str, paths: tuple[str, ...], datasets: list[Path]) -> None:
     """``index NAME OUT``: datasets written by embed-corpus, loaded without embedding."""
+    from localembed.collections import corpus
+    from localembed.collections.store import CollectionError
+    from localembed.engine import InputError
+
     if len(datasets) != len(paths):
         raise click.UsageError("give either datasets written by embed-corpus or files and "
                                "folders to index, not both in one run")
@@ -203,33 +207,43 @@ def _load_datasets(name: str, paths: tuple[str, ...], datasets: list[Path]) -> N
               help="With --ray: embedding actors (default: one per node, with its CPUs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="With --ray: documents per embedding call (default: "
-                   f"{corpus.DOCUMENTS_PER_CALL}).")
+                   f"{DOCUMENTS_PER_CALL}).")
+@click.option("--gpus", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --ray: GPUs per embedding actor (each offloads every layer to its "
+                   "GPU; default: none, the CPUs).")
 def embed_corpus_cmd(inputs: tuple[str, ...], output: str, model: str | None,
                      glob: str | None, text_field: str | None, id_field: str | None,
                      chunk_tokens: int | None, overlap: int | None, ray_address: str | None,
-                     actors: int | None, batch_size: int | None) -> None:
+                     actors: int | None, batch_size: int | None, gpus: float | None) -> None:
     """Embed files, folders and JSONL/CSV/Parquet records into a Parquet dataset (one row per
     chunk, chunked and prompted as `index` does), here or on a Ray cluster.
 
     Run it again into the same folder to add what is missing: documents already written are
     not embedded again. Load the dataset into a collection with `localembed index NAME OUT`."""
+    from localembed.collections import corpus
+    from localembed.collections.store import CollectionError
+    from localembed.engine import InputError
+
     options = _index_options(model, glob, text_field, id_field, chunk_tokens, overlap)
+    ray_only = {"--actors": actors, "--batch-size": batch_size, "--gpus": gpus}
+    given = [name for name, value in ray_only.items() if value is not None]
+    if ray_address is None and given:
+        raise click.UsageError(f"{', '.join(given)} only with --ray")
+    bar = Bar()
     try:
         if ray_address is not None:
             from localembed import ray as on_ray
 
             report = on_ray.embed_corpus(inputs, output, options, address=ray_address or None,
-                                         actors=actors, batch_size=batch_size)
+                                         actors=actors, batch_size=batch_size, num_gpus=gpus,
+                                         progress=bar)
         else:
-            bar = Bar()
             with open_service(model, None, None, None) as service:
-                try:
-                    report = corpus.embed_corpus(service, inputs, output, options,
-                                                 progress=bar)
-                finally:
-                    bar.end()
+                report = corpus.embed_corpus(service, inputs, output, options, progress=bar)
     except (CollectionError, InputError) as exc:
         raise _fail(exc) from exc
+    finally:
+        bar.end()
     _say(f"{output}: {report.written} documents written ({report.chunks} chunks, "
          f"{report.tokens:,} tokens), {report.unchanged} already there ({report.model})")
     if report.skipped:
@@ -263,6 +277,10 @@ def _where(pairs: tuple[str, ...]) -> dict[str, str] | None:
 def search_cmd(name: str, query: str, top: int, rerank: str | None, hybrid: bool,
                where: tuple[str, ...], path: str | None, as_json: bool) -> None:
     """Search collection NAME for QUERY: the best chunks, most relevant first."""
+    from localembed.collections.search import SearchQuery, search
+    from localembed.collections.store import CollectionError
+    from localembed.engine import InputError
+
     request = SearchQuery(query, top_k=top, where=_where(where), path=path,
                           rerank=rerank is not None, reranker=rerank or None, hybrid=hybrid)
     model = _collection_model(name)
@@ -288,6 +306,8 @@ def search_cmd(name: str, query: str, top: int, rerank: str | None, hybrid: bool
 
 def results_json(answer: SearchAnswer) -> list[dict[str, object]]:
     """The `--json` rows: every result field, by name."""
+    import msgspec
+
     return msgspec.to_builtins(answer.results)
 
 
@@ -296,6 +316,8 @@ def results_json(answer: SearchAnswer) -> list[dict[str, object]]:
 @click.pass_context
 def collections_group(ctx: click.Context, as_json: bool) -> None:
     """List collections (or show or remove one)."""
+    from localembed.collections.store import list_collections
+
     if ctx.invoked_subcommand is not None:
         return
     rows = [_describe(n) for n in list_collections()]
@@ -313,6 +335,11 @@ def collections_group(ctx: click.Context, as_json: bool) -> None:
 
 def _describe(name: str) -> dict[str, object]:
     """The collection as /v1/collections lists it, and where its database is."""
+    import msgspec
+
+    from localembed.collections.store import collection_path
+    from localembed.dialects.collections import CollectionInfo
+
     info = msgspec.to_builtins(CollectionInfo.of(name))
     return {**info, "path": str(collection_path(name))}
 
@@ -321,6 +348,8 @@ def _describe(name: str) -> dict[str, object]:
 @click.argument("name")
 def show(name: str) -> None:
     """Show a collection's model, settings and size."""
+    from localembed.collections.store import CollectionError
+
     try:
         click.echo(json.dumps(_describe(name), indent=2))
     except CollectionError as exc:
@@ -331,6 +360,8 @@ def show(name: str) -> None:
 @click.argument("name")
 def remove(name: str) -> None:
     """Remove a collection (its vectors; the indexed files are not touched)."""
+    from localembed.collections.store import CollectionError, remove_collection
+
     try:
         remove_collection(name)
     except CollectionError as exc:
@@ -345,6 +376,8 @@ def remove(name: str) -> None:
 def export(name: str, output: click.File) -> None:
     """Write every chunk of collection NAME as JSON Lines: id, document, text, embedding,
     metadata."""
+    from localembed.collections.store import Collection, CollectionError
+
     try:
         with Collection.open(name) as collection:
             count = 0

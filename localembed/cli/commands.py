@@ -1,4 +1,8 @@
-"""The ``localembed`` command line: a thin layer over the engine and the model store."""
+"""The ``localembed`` command line: a thin layer over the engine and the model store.
+
+Only click and the constants its options show are imported here: `localembed --help`, `ls`
+or `pull` never load llama.cpp, numpy or flask; each command imports what it runs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 from click_default_group import DefaultGroup
@@ -20,29 +25,12 @@ from localembed.config.settings import (
     require_key_off_loopback,
 )
 from localembed.dialects.tokenids import TOKEN_ID_MODES
-from localembed.engine import (
-    EmbedOptions,
-    InputError,
-    Kind,
-    ModelLoadError,
-    NonFiniteOutput,
-    RerankOptions,
-    RunnerOptions,
-)
-from localembed.engine.core import TRUNCATE_MODES
-from localembed.engine.families import TASKS
-from localembed.models.convert import DTYPES, ConversionError, convert_folder
-from localembed.models.defaults import default_model_id, reranker_id
-from localembed.models.store import ModelNotFound
-from localembed.service.execute import (
-    EmbedRequest,
-    Limits,
-    RerankRequest,
-    Service,
-    matrix_request,
-    ranking,
-    similarity_request,
-)
+from localembed.engine.framing import TRUNCATE_MODES
+from localembed.engine.tasks import TASKS
+from localembed.gguf.dtypes import DTYPES
+
+if TYPE_CHECKING:
+    from localembed.service.execute import Service
 
 
 def _say(message: str) -> None:
@@ -101,15 +89,21 @@ def open_service(model: str | None, threads: int | None, gpu_layers: int | None,
     """Load a model for one command and run requests through the core service (as the HTTP
     API does, with the same configured limits), turning every expected failure into a clean
     exit."""
-    from localembed.service.registry import Registry
+    from localembed.engine import InputError, ModelLoadError, NonFiniteOutput, RunnerOptions
+    from localembed.models.convert import ConversionError
+    from localembed.models.store import ModelNotFound
+    from localembed.service.execute import Limits, Service
+    from localembed.service.registry import Registry, cache_from_config
 
     try:
-        limits = Limits.of(load_config())
+        config = load_config()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    limits = Limits.of(config)
     try:
         registry = Registry(model, RunnerOptions(gpu_layers=gpu_layers, threads=threads,
-                                                 max_tokens=max_tokens, flash_attn=flash_attn))
+                                                 max_tokens=max_tokens, flash_attn=flash_attn),
+                            cache=cache_from_config(config))
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
     if registry.default.load_note:
@@ -172,10 +166,13 @@ def cli() -> None:
               help="Accept this Host header besides localhost (repeatable).")
 @click.option("--token-ids", type=click.Choice(TOKEN_ID_MODES), default=None,
               help="Token-id input is tiktoken cl100k_base (OpenAI clients) or the model's own.")
+@click.option("--cache-mb", type=int, default=None,
+              help="MiB of vectors kept to answer a repeated input without a decode (128; 0 "
+                   "turns the cache off).")
 def serve(host: str | None, port: int | None, model: str | None, threads: int | None,
           gpu_layers: int | None, http_threads: int | None, api_key: str | None,
           cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...],
-          token_ids: str | None) -> None:
+          token_ids: str | None, cache_mb: int | None) -> None:
     """Serve the OpenAI-compatible (and Ollama-compatible) embeddings API.
 
     Every option can also be set as LOCALEMBED_<OPTION> (e.g. LOCALEMBED_PORT) or in
@@ -184,6 +181,9 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     import signal
 
     from localembed.config.instances import registered, this_server
+    from localembed.engine import Kind, ModelLoadError
+    from localembed.models.convert import ConversionError
+    from localembed.models.store import ModelNotFound
     from localembed.server import create_app, make_server, server_url
     from localembed.server.serving import GRACE_PERIOD
     from localembed.service.registry import Registry
@@ -192,7 +192,8 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
         config = load_config(host=host, port=port, model=model, threads=threads,
                              gpu_layers=gpu_layers, http_threads=http_threads,
                              api_key=api_key, cors_origins=cors_origins,
-                             allowed_hosts=allowed_hosts, token_ids=token_ids)
+                             allowed_hosts=allowed_hosts, token_ids=token_ids,
+                             cache_mb=cache_mb)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -300,6 +301,9 @@ def embed(texts: tuple[str, ...], file: click.File | None, title: str | None,
           dimensions: int | None, truncate: str, model: str | None, threads: int | None,
           gpu_layers: int | None, max_tokens: int | None, flash_attn: bool) -> None:
     """Embed texts; prints JSON Lines: {"index", "tokens", "embedding"} per input."""
+    from localembed.engine import EmbedOptions
+    from localembed.service.execute import EmbedRequest
+
     items = _read_texts(texts, file)
     options = EmbedOptions(task=task, instruction=instruction, title=title,
                            dimensions=dimensions, normalize=not no_normalize, truncate=truncate)
@@ -323,6 +327,9 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
                truncate: str, model: str | None, threads: int | None,
                gpu_layers: int | None, max_tokens: int | None, flash_attn: bool) -> None:
     """Rank TEXTS by similarity to QUERY (cosine), or print a similarity matrix."""
+    from localembed.engine import EmbedOptions
+    from localembed.service.execute import matrix_request, ranking, similarity_request
+
     options = EmbedOptions(task=task, instruction=instruction, dimensions=dimensions,
                            truncate=truncate)
     items = [query, *texts]
@@ -352,6 +359,8 @@ def similarity(query: str, texts: tuple[str, ...], matrix: bool, as_json: bool,
 
 def _require_embedding_model(service: Service, command: str) -> None:
     """A reranker makes no vectors: say which command it does answer."""
+    from localembed.engine import Kind
+
     engine = service.engine(None)
     if engine.kind == Kind.RERANKER:
         raise click.ClickException(
@@ -385,6 +394,10 @@ def rerank(query: str, documents: tuple[str, ...], file: click.File | None, top:
     Scores are in 0..1: Qwen3-Reranker's probability of "relevant", or the sigmoid of a
     cross-encoder's logit. INDEX is the document's position in the input.
     """
+    from localembed.engine import Kind, RerankOptions
+    from localembed.models.defaults import default_model_id, reranker_id
+    from localembed.service.execute import RerankRequest, ranking
+
     items = list(documents)
     if file is not None:
         items += _lines(file)  # type: ignore[arg-type]
@@ -435,6 +448,7 @@ def info(model: str | None, as_json: bool) -> None:
 
     from localembed.config.paths import config_path, home_dir, models_dir
     from localembed.engine import gpu_backend
+    from localembed.models.defaults import default_model_id
     from localembed.models.store import disk_usage, installed
 
     data: dict = {
@@ -588,6 +602,7 @@ def list_models(show_catalog: bool, as_json: bool) -> None:
     import msgspec
 
     from localembed.models.catalog import listing
+    from localembed.models.defaults import default_model_id
     from localembed.models.store import describe, installed
 
     if show_catalog:
@@ -636,7 +651,7 @@ def _dims(value: int | None) -> str:
 @click.option("--force", is_flag=True, help="Unload it from a running server first.")
 def rm(model: str, force: bool) -> None:
     """Remove an installed MODEL (refused while a running server has it loaded)."""
-    from localembed.models.store import StoreError, removal
+    from localembed.models.store import ModelNotFound, StoreError, removal
 
     holders = _loaded_by().get(model, [])
     if holders and not force:
@@ -663,6 +678,8 @@ def rm(model: str, force: bool) -> None:
 @click.option("--id", "model_id", default=None, help="Model id (default: from the file name).")
 def import_cmd(path: str, model_id: str | None) -> None:
     """Install a .gguf file (validated) or convert a sentence-transformers BERT folder."""
+    from localembed.engine import ModelLoadError
+    from localembed.models.convert import ConversionError
     from localembed.models.store import StoreError, import_model
 
     try:
@@ -683,6 +700,8 @@ def import_cmd(path: str, model_id: str | None) -> None:
 @click.option("--dtype", type=click.Choice(DTYPES), default="f16", show_default=True)
 def convert(folder: str, output: str, dtype: str) -> None:
     """Convert a sentence-transformers BERT FOLDER into a GGUF file OUTPUT."""
+    from localembed.models.convert import ConversionError, convert_folder
+
     try:
         convert_folder(folder, output, dtype=dtype, progress=_say)
     except ConversionError as exc:

@@ -16,8 +16,6 @@ import socket
 import threading
 import time
 
-import ifaddr
-
 WILDCARDS = ("0.0.0.0", "::", "")
 # How long the interface addresses read for the Host check are trusted before they are read
 # again, so that a request costs no system call; an address not among them is looked for
@@ -66,6 +64,8 @@ def canonical(name: str) -> str:
 def interface_addresses() -> list[Address]:
     """Every address of every interface of this machine, IPv4 and IPv6, loopback included."""
     found: list[Address] = []
+    import ifaddr  # ctypes and the interface table: only when the addresses are asked for
+
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
             text = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip

@@ -58,6 +58,10 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     token_ids: Literal["tiktoken", "model"] = "tiktoken"  # how token-id input is read
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     keep_alive: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # idle seconds; 0 = forever
+    # Vectors already computed, answered without a decode (engine/cache.py): MiB in memory
+    # (0 = off), and MiB in a file in the home (0 = none), kept across restarts.
+    cache_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 128
+    cache_disk_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 24)] = 0
 
     @property
     def is_local(self) -> bool:

@@ -35,6 +35,13 @@ class NonFiniteOutput(RuntimeError):
     """The model computed NaN or infinity for an input: no vector is better than a wrong one
     (JSON would carry it as ``null``)."""
 
+    def __init__(self, index: int) -> None:
+        super().__init__(
+            f"the model computed NaN or infinite values for input {index}: its output cannot "
+            "be trusted (a numerically unstable model file, such as an f16 EmbeddingGemma; "
+            "its Q8_0, BF16 or F32 file computes it)")
+        self.index = index  # the input's place in what was submitted
+
 
 class Overloaded(RuntimeError):
     """The model's queue is full; the caller should retry shortly."""
@@ -382,10 +389,7 @@ class Batcher:
                 if row in bad:
                     self._release(sum(len(job.sequences[i]) for i in job.todo))
                     job.todo.clear()
-                    job.settle(error=NonFiniteOutput(
-                        f"the model computed NaN or infinite values for input {index}: its "
-                        "output cannot be trusted (a numerically unstable model file, such as "
-                        "an f16 EmbeddingGemma; its Q8_0, BF16 or F32 file computes it)"))
+                    job.settle(error=NonFiniteOutput(index))
                     continue
                 if job.vectors is None:
                     job.vectors = np.empty((len(job.sequences), vectors.shape[1]),

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from localembed.engine.batcher import Batcher, EngineClosed
+from localembed.engine.batcher import Batcher, EngineClosed, NonFiniteOutput
+from localembed.engine.cache import VectorCache, model_key
 from localembed.engine.families import TaskError, canonical_task
 from localembed.engine.framing import TRUNCATE_MODES, Cut, TooLong, fit, precut
 from localembed.engine.inspect import (
@@ -136,7 +137,7 @@ class Engine:
 
     def __init__(self, path: str | os.PathLike[str], *, model_id: str | None = None,
                  options: RunnerOptions | None = None, pack_tokens: int = 512,
-                 safe_load: bool = False) -> None:
+                 safe_load: bool = False, cache: VectorCache | None = None) -> None:
         started = time.perf_counter()
         resident_before = resident_bytes()
         self.info: GGUFInfo = inspect_gguf(path)
@@ -185,6 +186,10 @@ class Engine:
         # tokenization is in progress, or starts, once the model is being freed.
         self._lock = threading.Lock()
         self._closed = False
+        # Outputs already computed by this file with these settings (engine.cache).
+        self.cache = cache if cache is not None and cache.enabled else None
+        self._cache_model = model_key(self.info.path, self.runner.flash_attn, self.runner.repack,
+                                      self.runner.gpu_layers, self.runner.backend)
         self.load_seconds = time.perf_counter() - started
 
     def _final_token(self) -> int:
@@ -380,18 +385,50 @@ class Engine:
             raise InputError(f"the request holds {sum(counts)} tokens; at most "
                              f"{max_total_tokens} are allowed per request", param=param,
                              code="too_many_tokens")
-        raw = self.batcher.submit(sequences)
         result: Future = Future()
+        keys: list[bytes] = []
+        found: list[np.ndarray | None] = [None] * len(sequences)
+        if self.cache is not None and sequences:
+            keys, found = self.cache.lookup(self._cache_model, sequences)
+        # Only what the cache lacks is decoded, each distinct sequence once.
+        slot: dict[tuple[int, ...], int] = {}
+        todo: list[list[int]] = []
+        todo_keys: list[bytes] = []
+        origin: list[int] = []  # each decoded sequence's first place in the request
+        for i, vector in enumerate(found):
+            if vector is None and tuple(sequences[i]) not in slot:
+                slot[tuple(sequences[i])] = len(todo)
+                todo.append(sequences[i])
+                todo_keys.append(keys[i] if keys else b"")
+                origin.append(i)
+
+        def assemble(pooled: np.ndarray) -> object:
+            if len(todo) == len(sequences):  # nothing from the cache, nothing repeated
+                if self.cache is not None:
+                    self.cache.store(keys, list(pooled))
+                return make(pooled, counts)
+            if self.cache is not None and todo:
+                self.cache.store(todo_keys, list(pooled))
+            rows = [v if v is not None else pooled[slot[tuple(sequences[i])]]
+                    for i, v in enumerate(found)]
+            return make(np.stack(rows) if rows else pooled, counts)
+
+        if sequences and not todo:  # every one from the cache
+            result.set_result(assemble(np.zeros((0, 0), dtype=np.float32)))
+            return result
+        raw = self.batcher.submit(todo)
 
         def done(f: Future) -> None:
             if result.done():  # the caller cancelled it
                 return
             if f.cancelled():
                 result.cancel()
+            elif isinstance(f.exception(), NonFiniteOutput):  # named by its place in the request
+                result.set_exception(NonFiniteOutput(origin[f.exception().index]))
             elif f.exception() is not None:
                 result.set_exception(f.exception())
             else:
-                result.set_result(make(f.result(), counts))
+                result.set_result(assemble(f.result()))
 
         raw.add_done_callback(done)
         result.add_done_callback(lambda f: raw.cancel() if f.cancelled() else None)

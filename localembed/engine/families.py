@@ -18,11 +18,9 @@ from types import MappingProxyType
 
 import gguf
 
-# Canonical task names, with the names other APIs use for them.
-TASKS = (
-    "query", "document", "similarity", "classification", "clustering", "code", "qa",
-    "fact_check", "summarization",
-)
+from localembed.engine.tasks import TASKS
+
+# Canonical task names (TASKS), with the names other APIs use for them.
 # What a person reads for each task (the web UI's choices); a task without one is its name.
 TASK_LABELS = MappingProxyType({**{task: task for task in TASKS}, "qa": "question answering",
                                 "fact_check": "fact checking"})

@@ -11,7 +11,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-DTYPES = ("f32", "f16", "q8_0")
+from localembed.gguf.dtypes import DTYPES
+
 _QUANTS = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
 
 

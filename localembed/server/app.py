@@ -87,7 +87,7 @@ def health() -> Response:
 @misc.operation("get", "/metrics", "Prometheus metrics", "text/plain", errors=READ_ERRORS)
 def metrics() -> Response:
     st = state()
-    text = st.metrics.render(st.registry.loaded())
+    text = st.metrics.render(st.registry.loaded(), st.registry.cache)
     return Response(text, mimetype="text/plain; version=0.0.4")
 
 
@@ -106,8 +106,6 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     config = config or ServerConfig()
     if registry is None:
         registry = Registry.from_config(config)
-    if callable(decoder) and not hasattr(decoder, "decode"):
-        decoder = decoder()
     app = Flask("localembed", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

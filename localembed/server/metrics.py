@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from localembed.engine import Engine
+from localembed.engine.cache import CacheStats, VectorCache
 from localembed.engine.histogram import Histogram
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -38,7 +39,7 @@ class Metrics:
             self.inputs += inputs
             self.tokens += tokens
 
-    def render(self, engines: list[Engine]) -> str:
+    def render(self, engines: list[Engine], cache: VectorCache | None = None) -> str:
         with self._lock:
             requests = sorted(self.requests.items())
             inputs, tokens = self.inputs, self.tokens
@@ -61,4 +62,23 @@ class Metrics:
                 label)
             lines += stats.tokens_per_decode.render(
                 "localembed_decode_tokens", "Tokens packed into one decode.", label)
+        if cache is not None:
+            lines += _cache_lines(cache.stats())
         return "\n".join(lines) + "\n"
+
+
+def _cache_lines(stats: CacheStats) -> list[str]:
+    lines = _counter("localembed_cache_hits_total",
+                     "Inputs answered from the embedding cache (no decode).",
+                     [("", stats.hits)])
+    lines += _counter("localembed_cache_misses_total", "Inputs the embedding cache lacked.",
+                      [("", stats.misses)])
+    for name, help_text, value in (
+            ("localembed_cache_hit_ratio", "Hits over lookups since start.", stats.hit_rate),
+            ("localembed_cache_entries", "Vectors held in memory.", stats.entries),
+            ("localembed_cache_bytes", "Bytes held in memory.", stats.bytes),
+            ("localembed_cache_max_bytes", "The memory bound (cache_mb).", stats.max_bytes),
+            ("localembed_cache_disk_entries", "Vectors in the disk tier.", stats.disk_entries),
+            ("localembed_cache_disk_bytes", "Bytes in the disk tier.", stats.disk_bytes)):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return lines

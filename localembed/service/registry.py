@@ -13,8 +13,10 @@ import ctypes
 import threading
 import time
 
+from localembed.config.paths import home_dir
 from localembed.config.settings import ServerConfig, save_setting
 from localembed.engine import Engine, RunnerOptions
+from localembed.engine.cache import MIB, VectorCache
 from localembed.models.defaults import default_model_id, reranker_id
 from localembed.models.store import ModelNotFound, StoreError, resolve
 
@@ -38,8 +40,11 @@ class Registry:
     """The engines the server has loaded; thread-safe."""
 
     def __init__(self, default_model: str | None = None,
-                 options: RunnerOptions | None = None, keep_alive: float = 0) -> None:
+                 options: RunnerOptions | None = None, keep_alive: float = 0,
+                 cache: VectorCache | None = None) -> None:
         self.options = options or RunnerOptions()
+        # One cache for every model this registry loads (its keys name the model file).
+        self.cache = cache if cache is not None else VectorCache()
         self.keep_alive = keep_alive  # seconds a non-default model may idle; 0 = forever
         self._engines: dict[str, Engine] = {}
         self._used: dict[str, float] = {}
@@ -49,7 +54,7 @@ class Registry:
         model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
         self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
-                                            safe_load=True)
+                                            safe_load=True, cache=self.cache)
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
         if keep_alive > 0:
@@ -67,7 +72,7 @@ class Registry:
         """The registry a server, the desktop app or ``serve`` runs with ``config``."""
         return cls(config.model, RunnerOptions(threads=config.threads,
                                                gpu_layers=config.gpu_layers),
-                   keep_alive=config.keep_alive)
+                   keep_alive=config.keep_alive, cache=cache_from_config(config))
 
     @property
     def default(self) -> Engine:
@@ -97,7 +102,7 @@ class Registry:
                 raise ModelNotFound(str(exc)) from exc
             if model_id not in self._engines:
                 self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
-                                            safe_load=True)
+                                            safe_load=True, cache=self.cache)
             self._used[model_id] = time.monotonic()
             return self._engines[model_id]
 
@@ -184,6 +189,14 @@ class Registry:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
             engine.close()
+        self.cache.close()
 
 
-__all__ = ["ModelNotFound", "OPENAI_NAMES", "Registry"]
+def cache_from_config(config: ServerConfig) -> VectorCache:
+    """The embedding cache ``cache_mb`` and ``cache_disk_mb`` describe (the disk tier in the
+    home's ``cache/vectors.sqlite``, shared by every process on that home)."""
+    disk = home_dir() / "cache" / "vectors.sqlite" if config.cache_disk_mb else None
+    return VectorCache(config.cache_mb * MIB, disk, config.cache_disk_mb * MIB)
+
+
+__all__ = ["ModelNotFound", "OPENAI_NAMES", "Registry", "cache_from_config"]
