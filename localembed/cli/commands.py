@@ -1,7 +1,8 @@
 """The ``localembed`` command line: a thin layer over the engine and the model store.
 
-Only click and the constants its options show are imported here: `localembed --help`, `ls`
-or `pull` never load llama.cpp, numpy or flask; each command imports what it runs.
+Only click and the constants its options show are imported here, so `localembed --help` and
+every command's help load no llama.cpp, numpy or flask (tests/test_startup.py); each command
+imports what it runs.
 """
 
 from __future__ import annotations

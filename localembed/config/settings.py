@@ -21,6 +21,9 @@ DEFAULT_PORT = 8642
 # A request waiting for its vectors holds an HTTP thread, so this many callers at once can
 # share one decode; idle threads cost next to nothing.
 DEFAULT_HTTP_THREADS = 64
+# The embedding cache's memory (engine/cache.py): 64k vectors of the starter's 384 floats, 8k of
+# Qwen3-8B's 4096.
+DEFAULT_CACHE_MB = 128
 
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -60,7 +63,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     keep_alive: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # idle seconds; 0 = forever
     # Vectors already computed, answered without a decode (engine/cache.py): MiB in memory
     # (0 = off), and MiB in a file in the home (0 = none), kept across restarts.
-    cache_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 128
+    cache_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = DEFAULT_CACHE_MB
     cache_disk_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 24)] = 0
 
     @property

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from localembed.config.settings import DEFAULT_CACHE_MB
+
 MIB = 1024 * 1024
-# A sane default: 64k vectors of the starter's 384 floats, 8k of Qwen3-8B's 4096.
-DEFAULT_CACHE_BYTES = 128 * MIB
+DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * MIB
 # What an entry costs beyond its floats (the key, the dict slot, the array header).
 ENTRY_OVERHEAD = 160
 
@@ -133,13 +134,6 @@ class VectorCache:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= dropped.nbytes + ENTRY_OVERHEAD
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-        if self._disk is not None:
-            self._disk.clear()
-
     def stats(self) -> CacheStats:
         with self._lock:
             memory = (self._hits, self._misses, len(self._entries), self._bytes,
@@ -175,15 +169,8 @@ class _DiskTier:
                 marks = ",".join("?" * len(part))
                 found.update(self._db.execute(
                     f"SELECT key, vector FROM vectors WHERE key IN ({marks})", part))
-        out: list[np.ndarray | None] = []
-        for key in keys:
-            blob = found.get(key)
-            if blob is None:
-                out.append(None)
-            else:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                out.append(vector)
-        return out
+        return [None if (blob := found.get(key)) is None
+                else np.frombuffer(blob, dtype=np.float32) for key in keys]
 
     def put(self, items: list[tuple[bytes, np.ndarray]]) -> None:
         with self._lock:
@@ -210,11 +197,6 @@ class _DiskTier:
     def size(self) -> tuple[int, int]:
         with self._lock:
             return self._entries, self._bytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM vectors")
-            self._entries = self._bytes = 0
 
     def close(self) -> None:
         with self._lock:

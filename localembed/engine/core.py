@@ -392,26 +392,28 @@ class Engine:
             keys, found = self.cache.lookup(self._cache_model, sequences)
         # Only what the cache lacks is decoded, each distinct sequence once.
         slot: dict[tuple[int, ...], int] = {}
+        place: list[int] = []  # each input's row among the decoded ones (-1: from the cache)
         todo: list[list[int]] = []
         todo_keys: list[bytes] = []
         origin: list[int] = []  # each decoded sequence's first place in the request
         for i, vector in enumerate(found):
-            if vector is None and tuple(sequences[i]) not in slot:
-                slot[tuple(sequences[i])] = len(todo)
+            if vector is not None:
+                place.append(-1)
+                continue
+            row = slot.setdefault(tuple(sequences[i]), len(todo))
+            place.append(row)
+            if row == len(todo):
                 todo.append(sequences[i])
                 todo_keys.append(keys[i] if keys else b"")
                 origin.append(i)
 
         def assemble(pooled: np.ndarray) -> object:
-            if len(todo) == len(sequences):  # nothing from the cache, nothing repeated
-                if self.cache is not None:
-                    self.cache.store(keys, list(pooled))
-                return make(pooled, counts)
             if self.cache is not None and todo:
                 self.cache.store(todo_keys, list(pooled))
-            rows = [v if v is not None else pooled[slot[tuple(sequences[i])]]
-                    for i, v in enumerate(found)]
-            return make(np.stack(rows) if rows else pooled, counts)
+            if len(todo) == len(sequences):  # nothing from the cache, nothing repeated
+                return make(pooled, counts)
+            return make(np.stack([pooled[row] if row >= 0 else found[i]
+                                  for i, row in enumerate(place)]), counts)
 
         if sequences and not todo:  # every one from the cache
             result.set_result(assemble(np.zeros((0, 0), dtype=np.float32)))
