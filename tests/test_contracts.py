@@ -46,7 +46,7 @@ class Layer:
 LAYERS: dict[str, Layer] = {
     # ground floor
     "config": Layer(("config/",), ()),
-    "gguf": Layer(("gguf/",), ()),
+    "gguf": Layer(("gguf/",), ("config",)),  # config.imports: gguf's constants alone
     # the core
     "engine": Layer(("engine/",), ("config", "gguf")),
     "models": Layer(("models/",), ("engine", "config", "gguf")),

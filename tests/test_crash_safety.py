@@ -86,9 +86,13 @@ def test_cli_embed_with_a_crashing_model_exits_with_the_reason(aborting: Path) -
 
 
 def test_serve_with_a_crashing_model_exits_with_the_reason(aborting: Path) -> None:
+    """The server listens while the model loads (its URL is printed first); the load's failure
+    then stops it with the reason."""
     result = localembed("serve", "-p", "0", "-m", str(aborting))
     assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("http://127.0.0.1:")
     assert "cannot be served: llama.cpp aborted" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_import_refuses_a_crashing_model_and_installs_nothing(aborting: Path,

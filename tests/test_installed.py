@@ -207,9 +207,9 @@ def test_pyinstaller_build_of_the_installed_package_serves(installed: Installed,
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://"), proc.stderr.read()  # type: ignore[union-attr]
-        assert health(url)
-        body = _embed(url, "frozen")
+        body = _embed(url, "frozen")  # waits for the model's load
         assert len(body["data"][0]["embedding"]) == 384 and body["model"] == "all-minilm-l6-v2"
+        assert health(url)
     finally:
         _stop(proc, signal.SIGINT)
     assert proc.returncode == 0

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from localembed.engine import Engine
-from localembed.engine.core import resident_bytes
+from localembed.engine.memory import resident_bytes
 from localembed.testing.synthetic import REAL_VOCAB
 from tests.reference_qwen3 import ReferenceQwen3
 

@@ -29,12 +29,12 @@ def test_serve_prints_url_serves_and_stops_cleanly(synthetic, app_home: Path) ->
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
-        with urllib.request.urlopen(url + "/health", timeout=30) as resp:
-            assert json.load(resp)["status"] == "ok"
         req = urllib.request.Request(url + "/v1/embeddings", data=b'{"input": "hi"}',
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # waits for the model's load
             assert len(json.load(resp)["data"][0]["embedding"]) == 64
+        with urllib.request.urlopen(url + "/health", timeout=30) as resp:
+            assert json.load(resp)["status"] == "ok"
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from localembed.models import catalog
+from tests.conftest import wait_until
 from tests.fixtures.models import install_model
-from tests.fixtures.server import call
+from tests.fixtures.server import call, health
 from tests.hub import StandInHub
 
 SECONDS = float(os.environ.get("LOCALEMBED_SOAK_SECONDS", "45"))
@@ -52,14 +53,17 @@ def thread_names(pid: int) -> dict[str, int]:
 
 
 def serve(app_home: Path, hub_url: str) -> tuple[subprocess.Popen, str]:
-    """``localembed serve`` as users run it, pulling from the stand-in hub."""
+    """``localembed serve`` as users run it, pulling from the stand-in hub; returned once its
+    model is loaded (``/health`` says "loading" until then)."""
     env = {**os.environ, "LOCALEMBED_HOME": str(app_home), "HF_ENDPOINT": hub_url,
            "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(app_home / "hf"),
            "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "localembed", "serve", "--port", "0",
                              "--model", "small", "--http-threads", "48"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    return proc, proc.stdout.readline().strip()  # type: ignore[union-attr]
+    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    assert url.startswith("http://") and wait_until(lambda: health(url), timeout=60)
+    return proc, url
 
 
 @pytest.mark.slow

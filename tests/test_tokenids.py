@@ -137,3 +137,28 @@ def test_langchain_default_embeddings_match_text_on_a_server_with_no_tiktoken_ca
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert list(server_cache.iterdir()) == []  # decoded from the bundle, not tiktoken's cache
+
+
+def test_the_ranks_are_read_for_the_first_token_ids_not_the_first_texts(synthetic) -> None:
+    """Reading cl100k's 100k ranks takes a good part of a second: a server that is only ever
+    sent texts never pays it, and its first vector does not wait for it."""
+    from localembed.config.settings import ServerConfig
+    from localembed.server import create_app
+    from localembed.service.registry import Registry
+
+    reads: list[int] = []
+
+    def counted_cl100k():  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return local_cl100k()
+
+    registry = Registry(str(synthetic("bert")))
+    try:
+        client = create_app(ServerConfig(), registry, decoder=counted_cl100k).test_client()
+        assert client.post("/v1/embeddings", json={"input": ["a text", "two"]}).status_code == 200
+        assert reads == []
+        assert client.post("/v1/embeddings", json={"input": [[9906, 1917]]}).status_code == 200
+        assert client.post("/v1/embeddings", json={"input": [[9906]]}).status_code == 200
+        assert reads == [1]
+    finally:
+        registry.close()

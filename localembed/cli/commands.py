@@ -180,13 +180,14 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     config.json in the app's home directory.
     """
     import signal
+    import threading
 
-    from localembed.config.instances import registered, this_server
+    # The model's load starts first and runs while the HTTP side is imported and bound (its
+    # llama.cpp calls release the GIL): the server answers /health at once, and the first
+    # request waits for the model rather than being refused.
     from localembed.engine import Kind, ModelLoadError
     from localembed.models.convert import ConversionError
     from localembed.models.store import ModelNotFound
-    from localembed.server import create_app, make_server, server_url
-    from localembed.server.serving import GRACE_PERIOD
     from localembed.service.registry import Registry
 
     try:
@@ -205,9 +206,14 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
         _say(notice)
     _say(f"Loading {config.model or 'the starter model'}...")
     try:
-        registry = Registry.from_config(config)
+        registry = Registry.from_config(config, background=True)
     except (ModelNotFound, ModelLoadError, ConversionError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+    from localembed.config.instances import registered, this_server
+    from localembed.server import create_app, make_server, server_url
+    from localembed.server.serving import GRACE_PERIOD
+
     app = create_app(config, registry)
     try:
         server = make_server(app, config)
@@ -216,11 +222,24 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
         raise click.ClickException(
             f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}. "
             "Choose another port with --port (0 picks a free one).") from exc
-    engine = registry.default
     url = server_url(server)
-    shape = f"{engine.dimensions} dims" if engine.kind == Kind.EMBEDDING else "reranker"
-    click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
-               f"{shape}, {engine.backend}) at {url}", err=True)
+    failed: list[Exception] = []
+
+    def announce() -> None:
+        """Say what is served once the model is ready; stop the server if it cannot load."""
+        try:
+            engine = registry.wait_ready()
+        except ModelLoadError as exc:
+            if registry.failure is not None:  # else: stopped (and closed) before it was ready
+                failed.append(exc)
+                server.stop(0)
+            return
+        if engine.load_note:
+            _say(f"note: {engine.load_note}")
+        shape = f"{engine.dimensions} dims" if engine.kind == Kind.EMBEDDING else "reranker"
+        click.echo(f"localembed {__version__} serving {engine.id} ({engine.family.name}, "
+                   f"{shape}, {engine.backend}) at {url}", err=True)
+
     click.echo(f"OpenAI base URL: {url}/v1   Ollama: {url}   Ctrl-C stops.", err=True)
     if not config.is_local:
         click.echo("Reachable at: " + "  ".join(reachable_urls(config.host, server.effective_port)),
@@ -238,14 +257,20 @@ def serve(host: str | None, port: int | None, model: str | None, threads: int | 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     entry = this_server("serve", config.host, server.effective_port)
+    announcer = threading.Thread(target=announce, name="localembed-announce", daemon=True)
     try:
         with registered(entry, warn=_say):
             click.echo(url, nl=True)  # stdout: just the URL, for scripts (useful with --port 0)
             sys.stdout.flush()
+            announcer.start()
             server.run()
     finally:
         registry.close()
-        _say("localembed stopped.")
+        if announcer.is_alive():
+            announcer.join(1)  # its line is written before the last one
+    if failed:
+        raise click.ClickException(str(failed[0]))
+    _say("localembed stopped.")
 
 
 def _lines(stream: Iterable[str]) -> list[str]:

@@ -38,9 +38,7 @@ def encode_rows(values: np.ndarray, encoding_format: str) -> list:
     if encoding_format == "base64":
         little = values.astype(values.dtype.newbyteorder("<"), copy=False)
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-    if values.dtype.kind == "f":
-        return [[float(x) for x in row] for row in values.tolist()]
-    return values.tolist()
+    return values.tolist()  # Python floats (or ints) already: no per-number conversion
 
 
 # vLLM's base64 options: the float type and the byte order of the encoded values.

@@ -34,6 +34,7 @@ from localembed.engine.inspect import (
     inspect_gguf,
 )
 from localembed.engine.llama import LlamaRunner, RunnerOptions
+from localembed.engine.memory import resident_bytes
 from localembed.engine.pairs import PairError, Pairs, RerankOptions
 from localembed.engine.postprocess import finish
 from localembed.engine.probe import check_model, repack_allowed
@@ -41,15 +42,6 @@ from localembed.engine.probe import check_model, repack_allowed
 # TRUNCATE_MODES (framing's) and RerankOptions (pairs') are imported from here too: the CLI
 # and the dialects name them as the engine's.
 Input = str | Sequence[int]
-
-
-def resident_bytes() -> int | None:
-    """This process's resident memory (Linux /proc); None where that cannot be read."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class InputError(ValueError):

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
 
-import gguf
-
 from localembed.engine.tasks import TASKS
+from localembed.gguf.header import gguf
 
 # Canonical task names (TASKS), with the names other APIs use for them.
 # What a person reads for each task (the web UI's choices); a task without one is its name.

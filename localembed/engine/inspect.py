@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import gguf
-
 from localembed.engine.families import Family, family_for
-from localembed.gguf.header import GGUFHeader, GGUFHeaderError, read_header
-from localembed.gguf.writer import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
+from localembed.gguf.header import (
+    MAX_SEQ_LENGTH_KEY,
+    SEGMENT_B_KEY,
+    GGUFHeader,
+    GGUFHeaderError,
+    gguf,
+    read_header,
+)
 
 # llama.cpp's pooling types by value: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 POOLING_NAMES = {int(p): p.name.lower() for p in gguf.PoolingType}

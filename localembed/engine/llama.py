@@ -12,12 +12,21 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import re
 import sys
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from localembed.config.imports import partial_package
+from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError
+from localembed.engine.memory import release_mapped_pages
+from localembed.engine.wordpiece import WordPiece
 
 # llama.cpp's CPU threads are an OpenMP team that meets at a barrier after every graph op.
 # libgomp spins about 300,000 times before a waiting thread sleeps: on a machine whose cores are
@@ -29,13 +38,10 @@ from pathlib import Path
 # it, so set before the import; the user's own setting wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
-import llama_cpp  # noqa: E402
-import numpy as np  # noqa: E402
+llama_cpp = partial_package("llama_cpp", "llama_cpp")  # its ctypes bindings, not its Llama
+
 from llama_cpp._internals import LlamaModel  # noqa: E402
 from llama_cpp._logger import set_verbose  # noqa: E402
-
-from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError  # noqa: E402
-from localembed.engine.wordpiece import WordPiece  # noqa: E402
 
 _GPU_LIBS = {"cuda": "ggml-cuda", "metal": "ggml-metal", "vulkan": "ggml-vulkan",
              "hip": "ggml-hip", "sycl": "ggml-sycl"}
@@ -73,6 +79,10 @@ class RunnerOptions:
     # once per llama.cpp build and CPU (engine.probe.repack_allowed), the server per model;
     # a bare LlamaRunner does not repack.
     repack: bool | None = None
+    # A reranker computes attention in f32 (no flash attention, f32 K/V cache): see
+    # LlamaRunner. False gives it the embedding models' settings (benchmarks/rerank_bench.py
+    # measures both).
+    exact_rerank: bool = True
 
     def resolved_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)
@@ -84,6 +94,7 @@ DEFAULT_MAX_TOKENS = 8192
 # two-thread decode of a small batch was measured 2-4x slower than two one-thread decodes).
 # Each worker holds its own packed-batch context (buffers, KV cache), so their number is capped.
 MAX_WORKERS = 4
+MIB = 1 << 20
 # Packed batches hold this many tokens (when the model's context allows): on CPU a bigger
 # batch is no faster per token, and llama.cpp's buffers grow with it.
 PACK_TOKENS = 512
@@ -299,7 +310,8 @@ class LlamaRunner:
         # batch-mates by ~2e-3. The cost is attention's share of the compute (small for real
         # model widths).
         reranker = info.kind == Kind.RERANKER
-        self.flash_attn = options.flash_attn and not reranker
+        exact = reranker and options.exact_rerank
+        self.flash_attn = options.flash_attn and not exact
         self.repack = bool(options.repack)  # None (undecided) is the safe choice: no repacking
         # The model is loaded through llama.cpp's own parameters rather than ``Llama``, which
         # cannot turn repacking off and makes a context of its own that would go unused.
@@ -308,11 +320,18 @@ class LlamaRunner:
         params.use_extra_bufts = self.repack
         set_verbose(False)
         try:
-            self._model = LlamaModel(path_model=str(info.path), params=params, verbose=False)
+            with _weight_buffers() as buffers:
+                self._model = LlamaModel(path_model=str(info.path), params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
+        # Weights llama.cpp copied out of the mapped file (repacked into its CPU layouts, or
+        # offloaded to a GPU): the mapped pages they were read from are given back
+        # (engine.memory), or the model would hold those weights twice.
+        self.copied_bytes = int(sum(mib for name, mib in buffers.items()
+                                    if not name.endswith("_Mapped")) * MIB)
+        self.released_bytes = release_mapped_pages(info.path) if self.copied_bytes else 0
         model = self._model.model
-        self.context_params = self._context_params(info, reranker)
+        self.context_params = self._context_params(info, exact)
         # A reranker's pooled output is its classification head's: one float per label.
         self.dimensions = int(llama_cpp.llama_model_n_cls_out(model) if reranker
                               else llama_cpp.llama_model_n_embd_out(model))
@@ -349,7 +368,7 @@ class LlamaRunner:
                      "sep": bool(llama_cpp.llama_vocab_get_add_sep(vocab))}
         # Any WordPiece vocabulary, whatever the family (a cross-encoder's segment-B copies of
         # its tokens are never produced by tokenizing).
-        self._wordpiece = _wordpiece(vocab, info.segment_b_offset)
+        self._wordpiece = _wordpiece(vocab, info.segment_b_offset, info.path)
         self._pieces: dict[tuple[int, bool], bytes] = {}  # token -> bytes, filled as read
         if self._wordpiece is not None:
             # llama.cpp adds [CLS] before and [SEP] after; keep that frame around our ids.
@@ -497,7 +516,7 @@ class LlamaRunner:
             self._long.close()
             self._long = None
 
-    def _context_params(self, info: GGUFInfo, reranker: bool) -> llama_cpp.llama_context_params:
+    def _context_params(self, info: GGUFInfo, exact: bool) -> llama_cpp.llama_context_params:
         """The settings every context of this model is made with (its size set per context)."""
         p = llama_cpp.llama_context_default_params()
         p.n_threads = p.n_threads_batch = self.threads
@@ -506,7 +525,7 @@ class LlamaRunner:
         p.kv_unified = True
         p.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-        if reranker:  # see flash_attn above
+        if exact:  # f32 K/V for a reranker: see flash_attn above
             p.type_k = p.type_v = llama_cpp.GGML_TYPE_F32
         return p
 
@@ -519,14 +538,48 @@ class LlamaRunner:
             self._model.close()
 
 
-def _wordpiece(vocab: object, limit: int | None = None) -> WordPiece | None:
-    """A Hugging Face-exact tokenizer for a WordPiece vocabulary (its first ``limit`` tokens);
-    None for other vocabularies."""
+_log_lock = threading.Lock()
+_BUFFER_LINE = re.compile(rb"(\S+) model buffer size =\s*([\d.]+) MiB")
+
+
+@contextmanager
+def _weight_buffers() -> Iterator[dict[str, float]]:
+    """The weight buffers llama.cpp reports while a model loads (name: MiB): "CPU_Mapped" for
+    weights used from the mapped file, others ("CPU_REPACK", "AMX", "CUDA0", ...) for weights
+    copied out of it. Its log goes on to llama-cpp-python's own handler."""
+    from llama_cpp import _logger
+
+    found: dict[str, float] = {}
+
+    def capture(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
+        match = _BUFFER_LINE.search(text or b"")
+        if match:
+            found[match.group(1).decode("utf-8", "replace")] = float(match.group(2))
+        _logger.llama_log_callback(level, text, user_data)
+
+    callback = llama_cpp.llama_log_callback(capture)
+    with _log_lock:
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        try:
+            yield found
+        finally:
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+def _wordpiece(vocab: object, limit: int | None = None,
+               model: Path | None = None) -> WordPiece | None:
+    """A Hugging Face-exact tokenizer for a WordPiece vocabulary (its first ``limit`` tokens),
+    kept in the home's cache for ``model``'s file; None for other vocabularies."""
     if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_WPM:
         return None
     n = min(llama_cpp.llama_vocab_n_tokens(vocab), limit or 1 << 31)
-    tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace")
-              for i in range(n)]
-    control = [bool(llama_cpp.llama_vocab_is_control(vocab, i)) for i in range(n)]
-    unk = tokens.index("[UNK]") if "[UNK]" in tokens else -1
-    return WordPiece(tokens, control, unk)
+
+    def vocabulary() -> tuple[list[str], list[bool], int]:
+        tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace")
+                  for i in range(n)]
+        control = [bool(llama_cpp.llama_vocab_is_control(vocab, i)) for i in range(n)]
+        return tokens, control, tokens.index("[UNK]") if "[UNK]" in tokens else -1
+
+    if model is None:
+        return WordPiece(*vocabulary())
+    return WordPiece.cached(model, vocabulary)

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from localembed.engine.inspect import GGUFInfo, ModelLoadError
-from localembed.engine.llama import LlamaRunner, RunnerOptions
+from localembed.engine.llama import LlamaRunner, RunnerOptions, llama_cpp
 
 # The frozen (PyInstaller) app has no ``python -m``: it runs itself with this flag instead
 # (installer/launcher.py hands it to ``child_main``).
@@ -92,8 +92,6 @@ def child_command(*args: str) -> list[str]:
 
 
 def _build_files() -> list[Path]:
-    import llama_cpp
-
     lib = Path(llama_cpp.__file__).parent / "lib"
     return sorted(lib.glob("*")) if lib.is_dir() else []
 
@@ -119,8 +117,6 @@ def build_id() -> str:
     """This llama.cpp build on this CPU: its version, its libraries and the CPU's features."""
     global _build_id
     if _build_id is None:
-        import llama_cpp
-
         parts = [llama_cpp.__version__, _cpu_flags(),
                  llama_cpp.llama_print_system_info().decode("utf-8", "replace")]
         for path in _build_files():

@@ -23,7 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from gguf import GGML_QUANT_SIZES
+from localembed.config.imports import partial_package
+
+# gguf's constants without the rest of the package (config.imports says why).
+gguf = partial_package("gguf", "constants")
+GGML_QUANT_SIZES = gguf.GGML_QUANT_SIZES
+
+# localembed's own metadata keys. llama.cpp ignores keys it does not know; localembed reads
+# these to honour what sentence-transformers configured for the model.
+MAX_SEQ_LENGTH_KEY = "sentence_transformers.max_seq_length"
+# A converted BERT cross-encoder's document (token type 1) ids start here (see convert.py).
+SEGMENT_B_KEY = "localembed.segment_b_offset"
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

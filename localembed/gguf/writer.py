@@ -98,9 +98,3 @@ def write_kernel_check_model(path: Path, dtype: str) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
-
-# localembed's own metadata keys. llama.cpp ignores keys it does not know; localembed reads
-# these to honour what sentence-transformers configured for the model.
-MAX_SEQ_LENGTH_KEY = "sentence_transformers.max_seq_length"
-# A converted BERT cross-encoder's document (token type 1) ids start here (see convert.py).
-SEGMENT_B_KEY = "localembed.segment_b_offset"

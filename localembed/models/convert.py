@@ -20,13 +20,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from localembed.gguf.writer import (
-    DTYPES,
-    MAX_SEQ_LENGTH_KEY,
-    SEGMENT_B_KEY,
-    add_matrix,
-    file_type,
-)
+from localembed.gguf.header import MAX_SEQ_LENGTH_KEY, SEGMENT_B_KEY
+from localembed.gguf.writer import DTYPES, add_matrix, file_type
 
 
 class ConversionError(Exception):

@@ -75,13 +75,20 @@ def info() -> Response:
     return reply(Info("localembed", __version__, "/openapi.json", "/v1/embeddings", "/", tasks))
 
 
-@misc.operation("get", "/health", "Liveness: default model and backend (no API key needed)",
-                Health, errors=(403, 500))
+@misc.operation("get", "/health", "Liveness: default model and backend (no API key needed); "
+                "503 with status \"loading\" while the model loads (requests wait for it), "
+                "\"failed\" if it could not be loaded", Health, errors=(403, 500),
+                ok=(200, 503))
 def health() -> Response:
     registry = state().registry
+    loaded = [e.id for e in registry.loaded()]
+    if not registry.ready:
+        status = "failed" if registry.failure is not None else "loading"
+        response = reply(Health(status, __version__, registry.default_id, "", loaded), 503)
+        response.headers["Retry-After"] = "1"
+        return response
     engine = registry.default
-    return reply(Health("ok", __version__, engine.id, engine.backend,
-                        [e.id for e in registry.loaded()]))
+    return reply(Health("ok", __version__, engine.id, engine.backend, loaded))
 
 
 @misc.operation("get", "/metrics", "Prometheus metrics", "text/plain", errors=READ_ERRORS)

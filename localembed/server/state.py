@@ -35,19 +35,20 @@ class ServerState:
         self.jobs = IndexJobs(self.service)
 
     def token_decoder(self) -> Callable[[Sequence[int]], str] | None:
-        """How token-id input becomes text: cl100k_base decoding, or None (model's own ids)."""
+        """How token-id input becomes text: cl100k_base decoding (read when the first token-id
+        input is decoded, not for a request of texts), or None (the model's own ids)."""
         if self.config.token_ids == MODEL_MODE:
             return None
+        return self._decode
+
+    def _decode(self, tokens: Sequence[int]) -> str:
         if callable(self.decoder) and not hasattr(self.decoder, "decode"):
             with _DECODER_LOCK:
                 if callable(self.decoder) and not hasattr(self.decoder, "decode"):
                     self.decoder = self.decoder()
         if self.decoder is None:
-            def unavailable(_tokens: Sequence[int]) -> str:
-                raise InputError(UNAVAILABLE, param="input", code="token_ids_unsupported")
-
-            return unavailable
-        return self.decoder.decode  # type: ignore[union-attr]
+            raise InputError(UNAVAILABLE, param="input", code="token_ids_unsupported")
+        return self.decoder.decode(tokens)  # type: ignore[union-attr]
 
 
 _DECODER_LOCK = threading.Lock()

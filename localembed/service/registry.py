@@ -4,6 +4,10 @@ One place decides which names mean which model (ids, catalog aliases, ``default`
 ``:latest`` tags, the OpenAI model names clients send out of habit), loads models on first use,
 switches the default (and remembers it), chooses the reranker for a request that names none,
 and unloads models, always letting requests already queued finish.
+
+A server loads its default model in the background (``background=True``): it listens and
+answers ``/health`` ("loading") at once, and a request for the default model waits for the
+load instead of being refused, so the first vector comes as soon as llama.cpp can give it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 
 from localembed.config.paths import home_dir
 from localembed.config.settings import ServerConfig, save_setting
-from localembed.engine import Engine, RunnerOptions
+from localembed.engine import Engine, ModelLoadError, RunnerOptions
 from localembed.engine.cache import MIB, VectorCache
 from localembed.models.defaults import default_model_id, reranker_id
 from localembed.models.store import ModelNotFound, StoreError, resolve
@@ -35,13 +39,17 @@ def release_freed_memory() -> None:
 # Clients written for OpenAI often keep their model name; they get the default model.
 OPENAI_NAMES = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
 
+# How long closing waits for a background load to end (a load cannot be interrupted; the probe
+# child that checks a new file has its own time limit).
+LOAD_WAIT = 120.0
+
 
 class Registry:
     """The engines the server has loaded; thread-safe."""
 
     def __init__(self, default_model: str | None = None,
                  options: RunnerOptions | None = None, keep_alive: float = 0,
-                 cache: VectorCache | None = None) -> None:
+                 cache: VectorCache | None = None, background: bool = False) -> None:
         self.options = options or RunnerOptions()
         # One cache for every model this registry loads (its keys name the model file).
         self.cache = cache if cache is not None else VectorCache()
@@ -51,10 +59,17 @@ class Registry:
         self._keep: dict[str, float] = {}  # per-model keep-alive set by a request (Ollama's)
         self._lock = threading.RLock()
         self._switch = threading.Lock()
+        # An unknown name is refused here, at once; only the load itself runs in the background.
         model_id, path = resolve(default_model_id(default_model), allow_path=True)
         self.default_id = model_id
-        self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
-                                            safe_load=True, cache=self.cache)
+        self._loaded = threading.Event()  # set once the first default's load has ended
+        self._failure: Exception | None = None
+        if background:
+            threading.Thread(target=self._load_first, args=(model_id, path),
+                             name="localembed-load", daemon=True).start()
+        else:
+            self._engines[model_id] = self._open(model_id, path)
+            self._loaded.set()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
         if keep_alive > 0:
@@ -67,16 +82,57 @@ class Registry:
                                                 daemon=True)
                 self._reaper.start()
 
+    def _open(self, model_id: str, path: object) -> Engine:
+        return Engine(path, model_id=model_id, options=self.options,  # type: ignore[arg-type]
+                      safe_load=True, cache=self.cache)
+
+    def _load_first(self, model_id: str, path: object) -> None:
+        try:
+            engine = self._open(model_id, path)
+        except Exception as exc:  # kept for whoever waits: wait_ready() raises it
+            self._failure = exc
+        else:
+            with self._lock:
+                self._engines[model_id] = engine
+        finally:
+            self._loaded.set()
+
     @classmethod
-    def from_config(cls, config: ServerConfig) -> Registry:
+    def from_config(cls, config: ServerConfig, background: bool = False) -> Registry:
         """The registry a server, the desktop app or ``serve`` runs with ``config``."""
         return cls(config.model, RunnerOptions(threads=config.threads,
                                                gpu_layers=config.gpu_layers),
-                   keep_alive=config.keep_alive, cache=cache_from_config(config))
+                   keep_alive=config.keep_alive, cache=cache_from_config(config),
+                   background=background)
+
+    @property
+    def ready(self) -> bool:
+        """The default model is loaded (False while the first one loads, and after it failed
+        until another default is set)."""
+        return self._loaded.is_set() and self.default_id in self._engines
+
+    @property
+    def failure(self) -> Exception | None:
+        """Why the first default model could not be loaded, while no other default is set."""
+        return None if self.ready or not self._loaded.is_set() else self._failure
+
+    def wait_ready(self, timeout: float | None = None) -> Engine:
+        """The default engine once the first load has ended; raises what made it fail."""
+        if not self._loaded.wait(timeout):
+            raise TimeoutError(f"{self.default_id} is still loading")
+        if self._failure is not None:
+            raise ModelLoadError(str(self._failure))
+        return self.default
 
     @property
     def default(self) -> Engine:
-        return self._engines[self.default_id]
+        if not self._loaded.is_set():
+            self.wait_ready()
+        with self._lock:
+            engine = self._engines.get(self.default_id)
+        if engine is None:
+            raise ModelLoadError(str(self._failure or f"{self.default_id} is not loaded"))
+        return engine
 
     def canonical(self, name: str | None) -> str:
         """The model id a request's model name refers to."""
@@ -89,6 +145,9 @@ class Registry:
         with self._lock:  # the default's id and engine are read together: a switch never
             model_id = self.canonical(name)  # leaves a request holding the old default's name
             engine = self._engines.get(model_id)
+        if engine is None and model_id == self.default_id:
+            # The server's model is still loading (wait, do not refuse) or failed (say why).
+            engine = self.wait_ready()
         if engine is None:
             engine = self.load(model_id)
         self._used[engine.id] = time.monotonic()
@@ -101,8 +160,7 @@ class Registry:
             except StoreError as exc:
                 raise ModelNotFound(str(exc)) from exc
             if model_id not in self._engines:
-                self._engines[model_id] = Engine(path, model_id=model_id, options=self.options,
-                                            safe_load=True, cache=self.cache)
+                self._engines[model_id] = self._open(model_id, path)
             self._used[model_id] = time.monotonic()
             return self._engines[model_id]
 
@@ -185,6 +243,7 @@ class Registry:
 
     def close(self) -> None:
         self._stop.set()
+        self._loaded.wait(LOAD_WAIT)  # an engine still loading is closed too, not leaked
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:

@@ -102,6 +102,8 @@ FULL = {
     "gemma-embedding": Shape(hidden=768, layers=24, heads=3, ff=1152, context=2048, kv_heads=1,
                              head_dim=256),
 }
+# XLM-RoBERTa-large's layer shape (bge-m3 and bge-reranker-v2-m3), for the rerank benchmark.
+LARGE = {"bert": Shape(hidden=1024, layers=24, heads=16, ff=4096, context=8192)}
 
 
 class _Weights:
@@ -471,9 +473,10 @@ def write_model(arch: str, path: str | os.PathLike[str], *, dtype: str = "f32",
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    presets = {"tiny": TINY, "full": FULL}
-    if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; use tiny or full")
+    presets = {"tiny": TINY, "full": FULL, "large": LARGE}
+    if preset not in presets or arch not in presets[preset]:
+        raise ValueError(f"no preset {preset!r} for {arch}; use tiny or full"
+                         + (" (large: bert only)" if preset == "large" else ""))
     shape = presets[preset][arch]
     if context is not None:
         shape = replace(shape, context=context)
