@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def serve(app_home: Path, hub_url: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "localembed", "serve", "--port", "0",
                              "--model", "small", "--http-threads", "48"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready, _, _ = select.select([proc.stdout], [], [], 60)  # never a silent hang
+    assert ready, "serve printed no URL within 60 s"
     url = proc.stdout.readline().strip()  # type: ignore[union-attr]
     assert url.startswith("http://") and wait_until(lambda: health(url), timeout=60)
     return proc, url
