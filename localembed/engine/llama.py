@@ -41,6 +41,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 llama_cpp = partial_package("llama_cpp", "llama_cpp")  # its ctypes bindings, not its Llama
 
 from llama_cpp._internals import LlamaModel  # noqa: E402
+from llama_cpp._logger import llama_log_callback as _default_log  # noqa: E402
 from llama_cpp._logger import set_verbose  # noqa: E402
 
 _GPU_LIBS = {"cuda": "ggml-cuda", "metal": "ggml-metal", "vulkan": "ggml-vulkan",
@@ -540,30 +541,36 @@ class LlamaRunner:
 
 _log_lock = threading.Lock()
 _BUFFER_LINE = re.compile(rb"(\S+) model buffer size =\s*([\d.]+) MiB")
+_buffers: dict[str, float] | None = None  # where a load in progress collects its buffers
+
+
+def _log(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's log, collected while a model loads, then on to llama-cpp-python's handler.
+    One callback for the process's lifetime: llama.cpp's own threads may log at any moment,
+    so a callback is never swapped out (and freed) under them."""
+    if _buffers is not None:
+        match = _BUFFER_LINE.search(text or b"")
+        if match:
+            _buffers[match.group(1).decode("utf-8", "replace")] = float(match.group(2))
+    _default_log(level, text, user_data)
+
+
+_LOG_CALLBACK = llama_cpp.llama_log_callback(_log)
+llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
 @contextmanager
 def _weight_buffers() -> Iterator[dict[str, float]]:
     """The weight buffers llama.cpp reports while a model loads (name: MiB): "CPU_Mapped" for
     weights used from the mapped file, others ("CPU_REPACK", "AMX", "CUDA0", ...) for weights
-    copied out of it. Its log goes on to llama-cpp-python's own handler."""
-    from llama_cpp import _logger
-
-    found: dict[str, float] = {}
-
-    def capture(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
-        match = _BUFFER_LINE.search(text or b"")
-        if match:
-            found[match.group(1).decode("utf-8", "replace")] = float(match.group(2))
-        _logger.llama_log_callback(level, text, user_data)
-
-    callback = llama_cpp.llama_log_callback(capture)
-    with _log_lock:
-        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    copied out of it."""
+    global _buffers
+    with _log_lock:  # one load's report at a time
+        _buffers = found = {}
         try:
             yield found
         finally:
-            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+            _buffers = None
 
 
 def _wordpiece(vocab: object, limit: int | None = None,
