@@ -322,11 +322,13 @@ class LlamaRunner:
         set_verbose(False)
         try:
             with _weight_buffers() as buffers:
-                # verbose=True only turns off llama-cpp-python's suppress_stdout_stderr, which
-                # points the whole process's stdout and stderr at /dev/null during the load: a
-                # load in a background thread then swallowed what other threads printed (serve's
-                # URL). llama.cpp's own log still goes through the callback, ERROR level only.
-                self._model = LlamaModel(path_model=str(info.path), params=params, verbose=True)
+                # llama-cpp-python's suppress_stdout_stderr (verbose=False) points the whole
+                # process's stdout and stderr at /dev/null during the load: from a background
+                # thread that swallowed what other threads printed (serve's URL), so only the
+                # main thread's loads are silenced that way.
+                quiet = threading.current_thread() is threading.main_thread()
+                self._model = LlamaModel(path_model=str(info.path), params=params,
+                                         verbose=not quiet)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {exc}") from exc
         # Weights llama.cpp copied out of the mapped file (repacked into its CPU layouts, or
