@@ -17,6 +17,7 @@ import pytest
 from localembed.config.settings import ServerConfig
 from localembed.service.registry import Registry
 from tests.conftest import wait_until
+from tests.fixtures.models import install_model
 from tests.fixtures.server import call, health, running
 
 
@@ -109,3 +110,43 @@ def test_the_playground_says_the_model_is_loading_then_serves_it(
             context.close()
     # Chromium logs each 503 it was answered; nothing else went wrong.
     assert all("503" in problem for problem in problems), problems
+
+
+def test_the_desktop_app_listens_and_says_loading_until_its_model_is_ready(
+        synthetic, app_home: Path, gate: threading.Event) -> None:
+    from localembed.desktop.controller import AppController
+
+    install_model(app_home, "small", synthetic("bert"))
+    changes: list[str] = []
+    controller = AppController(ServerConfig(model="small", port=0),
+                               on_change=lambda: changes.append(controller.status_text()))
+    controller.start()
+    try:
+        assert controller.status == "loading"
+        assert controller.status_text() == "Loading: loading small"  # the tray's status line
+        status, body, _ = call(controller.url, "/health")
+        assert status == 503 and body["status"] == "loading"
+        gate.set()
+        assert controller.wait_ready(30) == "ready"
+        assert changes[-1] == "Ready: serving small" and health(controller.url)
+    finally:
+        controller.quit()
+    assert controller.status == "stopped"
+
+
+def test_a_desktop_app_whose_model_cannot_load_shows_why_and_keeps_listening(
+        app_home: Path, tmp_path: Path) -> None:
+    from localembed.desktop.controller import AppController
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    install_model(app_home, "broken", broken)
+    controller = AppController(ServerConfig(model="broken", port=0))
+    controller.start()
+    try:
+        assert controller.wait_ready(30) == "error"
+        assert controller.status_text().startswith("Error: cannot load broken")
+        status, body, _ = call(controller.url, "/health")  # still there to say so
+        assert status == 503 and body["status"] == "failed"
+    finally:
+        controller.quit()

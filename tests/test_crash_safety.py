@@ -120,22 +120,24 @@ def test_a_model_is_probed_once_per_file_build_and_options(
                         lambda args, timeout: runs.append(args) or real(args, timeout))
     info = inspect_gguf(q8_model)
     check_model(info, RunnerOptions())
+    first = len(runs)  # 1, or 2 where the repacked kernels crash and the plain ones are tried
+    assert first in (1, 2)
     check_model(info, RunnerOptions(threads=1))  # threads do not change what crashes
-    assert len(runs) == 1
+    assert len(runs) == first
     check_model(info, RunnerOptions(max_tokens=64))
-    assert len(runs) == 2
+    assert len(runs) == 2 * first
     cached = json.loads((app_home / "cache" / "probes.json").read_text())
-    assert len(cached) == 2 and all(v["repack"] is True for v in cached.values())
+    assert len(cached) == 2 and all(v["repack"] is (first == 1) for v in cached.values())
 
 
 def test_the_remembered_verdict_survives_a_restart(q8_model: Path, app_home: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    check_model(inspect_gguf(q8_model), RunnerOptions())
+    first, _ = check_model(inspect_gguf(q8_model), RunnerOptions())
     monkeypatch.setattr(probe_module, "_memo", {})
     monkeypatch.setattr(probe_module, "_run_child",
                         lambda *_a: pytest.fail("probed again though the home remembers it"))
     options, _ = check_model(inspect_gguf(q8_model), RunnerOptions())
-    assert options.repack is True
+    assert options.repack is first.repack
 
 
 def test_in_process_loads_stop_repacking_where_its_kernels_crash(q8_model: Path,

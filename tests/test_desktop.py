@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from localembed.config.settings import ServerConfig
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, wait_until
 from tests.fixtures.desktop import accent_pixels, screenshot, start_tray_host, wait_for_icon
 from tests.fixtures.server import health
 
@@ -78,6 +78,8 @@ def test_app_shows_its_icon_in_a_real_tray(display: str, synthetic, app_home: Pa
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        # listening at once; the icon turns blue once the model is loaded
+        assert wait_until(lambda: health(url), 60)
         icon = wait_for_icon(display)
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot(display, ARTIFACTS / "desktop-tray.png")
@@ -152,7 +154,7 @@ def test_single_instance_and_no_display(synthetic, app_home: Path) -> None:
     first = start_app(app_home, "--port", "0", "--model", str(synthetic("bert")))
     try:
         url = first.stdout.readline().strip()  # type: ignore[union-attr]
-        assert health(url)
+        assert wait_until(lambda: health(url), 60)  # listening at once, ready once loaded
         started = time.monotonic()
         second = start_app(app_home)
         out, err = second.communicate(timeout=60)
@@ -176,7 +178,8 @@ def test_a_taken_port_falls_back_to_a_free_one(synthetic, app_home: Path) -> Non
         proc = start_app(app_home, "--port", str(port), "--model", str(synthetic("bert")))
         try:
             url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-            assert url and not url.endswith(f":{port}") and health(url)
+            assert url and not url.endswith(f":{port}")
+            assert wait_until(lambda: health(url), 60)
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)

@@ -22,7 +22,7 @@ import pytest
 
 from localembed import __version__
 from localembed.models.starter import STARTER_FILE
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ARTIFACTS, ROOT, wait_until
 from tests.fixtures.desktop import screenshot, wait_for_icon
 from tests.fixtures.server import health
 
@@ -168,6 +168,8 @@ def test_app_from_the_installed_script_shows_its_tray_icon_and_serves(
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        # listening at once; the icon turns blue once the model is loaded
+        assert wait_until(lambda: health(url), 60)
         icon = wait_for_icon(display)
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot(display, ARTIFACTS / "installed-tray.png")

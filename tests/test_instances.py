@@ -128,6 +128,7 @@ def test_the_desktop_app_registers_its_server_until_it_quits(synthetic, app_home
     controller = AppController(ServerConfig(model="small", port=0))
     controller.start()
     try:
+        assert controller.wait_ready(60) == "ready"
         entries = live_servers()
         assert [(e.kind, e.url) for e in entries] == [("app", controller.url)]
         assert call(controller.url, "/health")[0] == 200

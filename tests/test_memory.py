@@ -3,7 +3,8 @@ copy was read from are given back after the load (engine.memory), the model comp
 vectors, and a model that repacks nothing keeps its pages (dropping them would only cost time).
 
 Real loads on this CPU: llama.cpp repacks q4_0 matrices on x86 with AVX2 and on ARM with dot
-products (its "CPU_REPACK" buffer); f16 ones are not repacked there."""
+products (its "CPU_REPACK" buffer), and copies f16 ones into its AMX buffer on a Xeon with AMX;
+float weights are kept in the mapping unless repacking is asked for."""
 
 from __future__ import annotations
 
@@ -14,54 +15,75 @@ import pytest
 
 from localembed.engine import Engine, RunnerOptions
 from localembed.engine.memory import mapped_ranges
+from localembed.engine.probe import repack_allowed
 from localembed.testing.synthetic import write_model
 
 TEXTS = ["a lighthouse on the cliff", "the tide comes in", "x"]
 
 
 @pytest.fixture(scope="module")
-def q4_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A qwen3 model wide enough (1,024) that its repacked matrices are most of its file."""
-    return write_model("qwen3", tmp_path_factory.mktemp("q4") / "q4.gguf", dtype="q4_0",
-                       hidden=1024)
+def repacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A qwen3 model wide enough (1,024) that its copied matrices are most of its file, in a
+    dtype this CPU's llama.cpp copies out of the mapping without crashing: q4_0 where its
+    repacked kernels run (x86 with AVX2, ARM with dot products), f16 where they crash but its
+    AMX buffer takes f16 weights (a Xeon whose AMX kernels die with SIGILL or SIGSEGV)."""
+    folder = tmp_path_factory.mktemp("repacked")
+    if repack_allowed():
+        return write_model("qwen3", folder / "q4.gguf", dtype="q4_0", hidden=1024)
+    if "amx_int8" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("llama.cpp's repacked kernels crash on this CPU and it has no AMX buffer")
+    return write_model("qwen3", folder / "f16.gguf", dtype="f16", hidden=1024)
 
 
 def mapped_resident(path: Path) -> int:
     return sum(resident for _start, _length, resident in mapped_ranges(path))
 
 
-def test_the_pages_repacked_weights_were_read_from_are_given_back(q4_model: Path) -> None:
-    engine = Engine(q4_model, options=RunnerOptions(repack=True))
+def test_the_pages_copied_weights_were_read_from_are_given_back(repacked: Path) -> None:
+    engine = Engine(repacked, options=RunnerOptions(repack=True))
     try:
         if engine.runner.copied_bytes == 0:
-            pytest.skip("llama.cpp repacks no q4_0 weights on this CPU (no AVX2 or dot "
-                        "products)")
+            pytest.skip("llama.cpp copies no weights out of the mapping on this CPU (no AVX2, "
+                        "dot products or AMX)")
         engine.embed(TEXTS)
-        size = q4_model.stat().st_size
+        size = repacked.stat().st_size
         assert engine.runner.released_bytes > size // 2
-        assert mapped_resident(q4_model) < size // 2  # the rest is the vocabulary's pages
+        assert mapped_resident(repacked) < size // 2  # the rest is the vocabulary's pages
     finally:
         engine.close()
 
 
-def test_a_repacked_model_computes_the_same_vectors_after_the_pages_are_given_back(
-        q4_model: Path) -> None:
-    repacked = Engine(q4_model, options=RunnerOptions(repack=True))
-    plain = Engine(q4_model, options=RunnerOptions(repack=False))
+def test_a_model_computes_the_same_vectors_after_the_pages_are_given_back(
+        repacked: Path) -> None:
+    copied = Engine(repacked, options=RunnerOptions(repack=True))
+    plain = Engine(repacked, options=RunnerOptions(repack=False))
     try:
         assert plain.runner.copied_bytes == plain.runner.released_bytes == 0
-        a, b = repacked.embed(TEXTS).vectors, plain.embed(TEXTS).vectors
+        a, b = copied.embed(TEXTS).vectors, plain.embed(TEXTS).vectors
     finally:
-        repacked.close()
+        copied.close()
         plain.close()
     assert np.all(np.isfinite(a))
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert (cosine > 0.999).all(), cosine
 
 
+def test_float_weights_are_used_from_the_mapping_unless_repacking_is_asked_for(
+        tmp_path: Path) -> None:
+    """Where repacking is left to decide (a plain Engine, the server's probed load), an f16 file
+    is not copied: on a CPU whose AMX buffer takes f16 weights that doubled the model's memory
+    for no speed (benchmarks/memory_bench.py)."""
+    model = write_model("qwen3", tmp_path / "f16.gguf", dtype="f16")
+    for engine in (Engine(model), Engine(model, safe_load=True)):
+        try:
+            assert engine.runner.repack is False and engine.runner.copied_bytes == 0
+        finally:
+            engine.close()
+
+
 def test_a_model_that_repacks_nothing_keeps_its_mapped_pages(starter_gguf) -> None:
     model = starter_gguf("f16")
-    engine = Engine(model, options=RunnerOptions(repack=True))
+    engine = Engine(model)  # float weights: used from the mapping
     try:
         engine.embed(TEXTS)
         assert engine.runner.copied_bytes == engine.runner.released_bytes == 0

@@ -103,8 +103,11 @@ def app_in_tray(display: str, synthetic, app_home: Path,  # type: ignore[no-unty
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        # listening at once; the icon turns blue once the model is loaded
+        assert _wait_until(lambda: health(url), 60)
         assert wait_for_icon(display) > 50, (
-            f"no icon on the screen: {describe_windows(display)}; app exited: {proc.poll()}")
+            f"no icon on the screen: {describe_windows(display)}; app exited: {proc.poll()}; "
+            f"log: {(app_home / 'logs' / 'localembed.log').read_text()[-1500:]}")
         icon = wait_for_window(display, ICON_CLASS)
         assert icon is not None and icon[1] < 40  # docked in trayer, at the top of the screen
         yield proc, url, opened, icon

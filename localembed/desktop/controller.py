@@ -33,6 +33,7 @@ class AppController:
     def __init__(self, config: ServerConfig, on_change: Callable[[], None] | None = None) -> None:
         self.config = config
         self.on_change = on_change or (lambda: None)
+        self._status_lock = threading.Lock()
         self.status = "loading"  # loading, ready, paused, error, stopped
         self.detail = ""
         self.notice = ""  # one-off message for the user (e.g. the port fallback)
@@ -40,25 +41,51 @@ class AppController:
         self.app = None
         self._server = None
         self._thread: threading.Thread | None = None
+        self._loader: threading.Thread | None = None
         self._stopping = False
         self.port = config.port
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the model and start serving; the port falls back to a free one if taken."""
-        from localembed.server import create_app
+        """Start serving while the model loads (the tray shows "Loading" until it is ready,
+        /health says "loading" and requests wait for it); the port falls back to a free one
+        if taken. A model that cannot load turns the status to an error with its reason."""
         from localembed.service.registry import Registry
 
         self._set("loading", "loading the model")
         try:
-            self.registry = Registry.from_config(self.config)
+            # The load runs beside the server's imports; an unknown model fails here at once.
+            self.registry = Registry.from_config(self.config, background=True)
+            from localembed.server import create_app
+
             self.app = create_app(self.config, self.registry)
             self._listen()
         except Exception as exc:  # shown in the tray and logged, never a silent death
             log.exception("the server could not start")
             self._set("error", str(exc))
             raise
+        self._loader = threading.Thread(target=self._await_load, name="localembed-loaded",
+                                        daemon=True)
+        self._loader.start()
+
+    def _await_load(self) -> None:
+        registry = self.registry
+        assert registry is not None
+        try:
+            registry.wait_ready()
+        except Exception as exc:  # noqa: BLE001 (the reason goes where the user looks)
+            if self._advance("loading", "error", f"cannot load {registry.default_id}: {exc}"):
+                log.error("cannot load %s: %s", registry.default_id, exc)
+            return
+        if self._advance("loading", "ready", f"serving {registry.default_id}"):
+            log.info("serving %s at %s", registry.default_id, self.url)
+
+    def wait_ready(self, timeout: float | None = None) -> str:
+        """The status once the first load has ended ("ready", or "error" with its reason)."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+        return self.status
 
     def _listen(self) -> None:
         from localembed.server import make_server
@@ -82,8 +109,14 @@ class AppController:
             instances.register(instances.this_server("app", self.config.host, self.port))
         except OSError as exc:
             log.warning("cannot record the server in %s: %s", instances.servers_dir(), exc)
-        self._set("ready", f"serving {self.registry.default_id}")  # type: ignore[union-attr]
-        log.info("serving %s at %s", self.registry.default_id, self.url)  # type: ignore[union-attr]
+        registry = self.registry
+        assert registry is not None
+        if registry.ready:  # else _await_load says so when the load ends
+            self._set("ready", f"serving {registry.default_id}")
+            log.info("serving %s at %s", registry.default_id, self.url)
+        else:
+            self._set("loading", f"loading {registry.default_id}")
+            log.info("listening at %s while %s loads", self.url, registry.default_id)
 
     def _serve(self, server) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -111,8 +144,19 @@ class AppController:
         return local_url(self.config.host, self.port)
 
     def _set(self, status: str, detail: str = "") -> None:
-        self.status, self.detail = status, detail
+        with self._status_lock:
+            self.status, self.detail = status, detail
         self.on_change()
+
+    def _advance(self, expected: str, status: str, detail: str) -> bool:
+        """Set the status only from ``expected``: a load that ends after a quit or a model
+        switch does not overwrite what the user did meanwhile."""
+        with self._status_lock:
+            if self.status != expected:
+                return False
+            self.status, self.detail = status, detail
+        self.on_change()
+        return True
 
     def status_text(self) -> str:
         # ASCII only: pystray's X11 backend encodes the tooltip as Latin-1.

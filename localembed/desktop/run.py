@@ -79,7 +79,11 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
     instance.publish(controller.url)
     if controller.notice:
         say(controller.notice)
-    say(f"localembed {__version__} serving {controller.default_id} at {controller.url}")
+    if controller.status == "loading":
+        say(f"localembed {__version__} at {controller.url}: loading {controller.default_id} "
+            "(requests wait for it)")
+    else:
+        say(f"localembed {__version__} serving {controller.default_id} at {controller.url}")
     announce(controller.url)
     first_run = home_dir() / ".launched"
     if not first_run.exists():
@@ -106,8 +110,13 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
             if not stop.is_set():  # once a tray host docks the icon, say that it is shown
                 tray.run(on_shown=(lambda: say(shown)) if waiting else None)
         else:
-            while not stop.wait(0.5):
-                pass
+            loading = controller.status == "loading"
+            while not stop.wait(0.2):
+                if loading and controller.status != "loading":  # with no tray, say it here
+                    loading = False
+                    if controller.status == "error":
+                        raise AppError(f"{controller.detail} (details in {log_file})")
+                    say(f"serving {controller.default_id}")
     finally:
         if controller.status != "stopped":
             controller.quit()

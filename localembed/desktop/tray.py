@@ -61,6 +61,9 @@ class Tray:
         self._clicks = ClickListener(self.icon, window.id) if self._xorg and window else None
         self._calls = LoopCalls(self.icon) if self._xorg and window else None
         self._loop_thread: threading.Thread | None = None
+        self._owner = threading.current_thread()
+        self._early: list[Callable[[], object]] = []
+        self._early_lock = threading.Lock()
         self._ended = threading.Event()
         self._stopping = False
 
@@ -117,13 +120,31 @@ class Tray:
 
     def _on_loop(self, action: Callable[[], object]) -> None:
         """Run ``action`` on pystray's X11 loop thread when called from another while the loop
-        runs (see ``xdock.LoopCalls``), else here."""
-        loop = self._loop_thread
+        runs (see ``xdock.LoopCalls``), else here. Before ``run``, another thread's call (the
+        model's load ending) waits for ``run`` to make it: pystray's connection is the
+        constructing thread's until then."""
+        with self._early_lock:
+            loop = self._loop_thread
+            if (self._calls is not None and loop is None and not self._ended.is_set()
+                    and threading.current_thread() is not self._owner):
+                self._early.append(action)
+                return
         if (self._calls is not None and loop is not None and not self._ended.is_set()
                 and threading.current_thread() is not loop):
             self._calls.call(action)
         else:
             action()
+
+    def _start_loop(self, thread: threading.Thread) -> None:
+        """Make ``thread`` the loop thread, running here first what waited for it and a
+        refresh: a status that changed while the icon was being made (the load ending) had no
+        tray to tell."""
+        with self._early_lock:
+            early, self._early = self._early, []
+            self._refresh_now()
+            for action in early:
+                action()
+            self._loop_thread = thread
 
     def refresh(self) -> None:
         self._on_loop(self._refresh_now)
@@ -164,7 +185,7 @@ class Tray:
                     and threading.current_thread() is threading.main_thread()):
                 self._run_gtk_off_the_main_thread()
             else:
-                self._loop_thread = threading.current_thread()
+                self._start_loop(threading.current_thread())
                 self._run_icon()
         finally:
             self._ended.set()
@@ -194,7 +215,8 @@ class Tray:
             except BaseException as exc:  # handed to the waiting thread, raised there
                 failures.append(exc)
 
-        self._loop_thread = worker = threading.Thread(target=target, name="tray-gtk")
+        worker = threading.Thread(target=target, name="tray-gtk")
+        self._start_loop(worker)
         worker.start()
         while worker.is_alive():
             worker.join(0.5)
