@@ -232,3 +232,15 @@ def test_importing_the_tray_needs_no_display() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("unavailable"), proc.stderr
+
+
+def test_without_a_tray_an_app_whose_model_cannot_load_stops_with_the_reason(
+        app_home: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)  # a GGUF header and nothing a model needs
+    proc = start_app(app_home, "--no-tray", "--port", "0", "--model", str(broken))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert out.startswith("http://127.0.0.1:")  # it listened while the model loaded
+    assert "broken.gguf" in err and "cannot load" in err and "Traceback" not in err
+    assert "localembed stopped." in err

@@ -3,8 +3,8 @@ copy was read from are given back after the load (engine.memory), the model comp
 vectors, and a model that repacks nothing keeps its pages (dropping them would only cost time).
 
 Real loads on this CPU: llama.cpp repacks q4_0 matrices on x86 with AVX2 and on ARM with dot
-products (its "CPU_REPACK" buffer), and copies f16 ones into its AMX buffer on a Xeon with AMX;
-float weights are kept in the mapping unless repacking is asked for."""
+products (its "CPU_REPACK" buffer), and copies f16 ones into its AMX buffer on a Xeon with
+AMX."""
 
 from __future__ import annotations
 
@@ -68,22 +68,9 @@ def test_a_model_computes_the_same_vectors_after_the_pages_are_given_back(
     assert (cosine > 0.999).all(), cosine
 
 
-def test_float_weights_are_used_from_the_mapping_unless_repacking_is_asked_for(
-        tmp_path: Path) -> None:
-    """Where repacking is left to decide (a plain Engine, the server's probed load), an f16 file
-    is not copied: on a CPU whose AMX buffer takes f16 weights that doubled the model's memory
-    for no speed (benchmarks/memory_bench.py)."""
-    model = write_model("qwen3", tmp_path / "f16.gguf", dtype="f16")
-    for engine in (Engine(model), Engine(model, safe_load=True)):
-        try:
-            assert engine.runner.repack is False and engine.runner.copied_bytes == 0
-        finally:
-            engine.close()
-
-
 def test_a_model_that_repacks_nothing_keeps_its_mapped_pages(starter_gguf) -> None:
     model = starter_gguf("f16")
-    engine = Engine(model)  # float weights: used from the mapping
+    engine = Engine(model, options=RunnerOptions(repack=False))  # every weight from the mapping
     try:
         engine.embed(TEXTS)
         assert engine.runner.copied_bytes == engine.runner.released_bytes == 0

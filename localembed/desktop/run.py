@@ -79,7 +79,10 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
     instance.publish(controller.url)
     if controller.notice:
         say(controller.notice)
-    if controller.status == "loading":
+    # The first load may still run, or have failed already: either way the loop below (with
+    # no tray) or the tray's status line says how it ended.
+    loading = controller.status in ("loading", "error")
+    if loading:
         say(f"localembed {__version__} at {controller.url}: loading {controller.default_id} "
             "(requests wait for it)")
     else:
@@ -110,7 +113,6 @@ def run_app(port: int | None, model: str | None, open_browser: bool, use_tray: b
             if not stop.is_set():  # once a tray host docks the icon, say that it is shown
                 tray.run(on_shown=(lambda: say(shown)) if waiting else None)
         else:
-            loading = controller.status == "loading"
             while not stop.wait(0.2):
                 if loading and controller.status != "loading":  # with no tray, say it here
                     loading = False

@@ -33,7 +33,7 @@ from localembed.engine.inspect import (
     ModelLoadError,
     inspect_gguf,
 )
-from localembed.engine.llama import LlamaRunner, RunnerOptions, repack_gains
+from localembed.engine.llama import LlamaRunner, RunnerOptions
 from localembed.engine.memory import resident_bytes
 from localembed.engine.pairs import PairError, Pairs, RerankOptions
 from localembed.engine.postprocess import finish
@@ -139,7 +139,7 @@ class Engine:
         if safe_load:  # run in a child first: a crash there is a message here
             options, self.load_note = check_model(self.info, options)
         elif options.repack is None:  # the repacked kernels, checked once for this CPU
-            options = replace(options, repack=repack_gains(self.info) and repack_allowed())
+            options = replace(options, repack=repack_allowed())
         self.id = model_id or Path(path).stem
         self.family = self.info.family
         self.runner = LlamaRunner(self.info, options)

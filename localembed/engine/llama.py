@@ -110,18 +110,6 @@ MAX_SEQUENCES = 64
 # llama.cpp's pre-tokenizer name; llama.cpp applies none. Qwen2/Qwen3's tokenizer.json has an
 # NFC normalizer: "e" + U+0301 is "é" (one token) to the model, two pieces to llama.cpp.
 UNICODE_NORMALIZATION = {"qwen2": "NFC"}
-# Files whose weights are kept where they are mapped unless repacking is asked for by name, even
-# where llama.cpp would copy them into its extra buffer types. Measured (memory_bench.py, a Xeon
-# with AMX, full-shape Qwen3-0.6B f16): llama.cpp's AMX buffer takes f16 weights (840 MiB
-# copied out of the 846 MiB file) for no gain (3.0 against 3.1 texts/s in batches of 32) and
-# a slower lone text (350 against 290 ms). Quantized weights get real repacked kernels (q4_0
-# 8x8 and more).
-UNREPACKED_FILE_TYPES = frozenset({"F32", "F16", "BF16"})
-
-
-def repack_gains(info: GGUFInfo) -> bool:
-    """Whether repacking is worth trying for this file (where ``repack`` is left to decide)."""
-    return info.file_type not in UNREPACKED_FILE_TYPES
 # The smallest context llama.cpp makes (its KV cache is padded to 256 cells).
 MIN_CONTEXT = 256
 # Contexts for long inputs are sized in steps of this many tokens, so that inputs of similar

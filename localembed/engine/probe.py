@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from localembed.engine.inspect import GGUFInfo, ModelLoadError
-from localembed.engine.llama import LlamaRunner, RunnerOptions, llama_cpp, repack_gains
+from localembed.engine.llama import LlamaRunner, RunnerOptions, llama_cpp
 
 # The frozen (PyInstaller) app has no ``python -m``: it runs itself with this flag instead
 # (installer/launcher.py hands it to ``child_main``).
@@ -214,11 +214,6 @@ def _options_json(options: RunnerOptions) -> str:
     return json.dumps(asdict(options))
 
 
-# Bumped when what a verdict decides changes (2: float weights are not repacked), so that a
-# verdict kept in the home under the old rule is not reused.
-VERDICT_RULES = 2
-
-
 def check_model(info: GGUFInfo, options: RunnerOptions,
                 timeout: float = PROBE_TIMEOUT) -> tuple[RunnerOptions, str | None]:
     """``options`` with ``repack`` decided for ``info``'s file after a run in a child process
@@ -228,7 +223,7 @@ def check_model(info: GGUFInfo, options: RunnerOptions,
     relevant = {k: v for k, v in asdict(options).items()
                 if k not in ("threads", "workers", "repack")}
     key = hashlib.sha256(json.dumps(
-        [str(info.path), stat.st_size, stat.st_mtime_ns, build_id(), relevant, VERDICT_RULES],
+        [str(info.path), stat.st_size, stat.st_mtime_ns, build_id(), relevant],
         sort_keys=True).encode()).hexdigest()[:32]
     with _lock_for(key):
         verdict = _recall(key)
@@ -242,7 +237,7 @@ def check_model(info: GGUFInfo, options: RunnerOptions,
 
 
 def _probe(info: GGUFInfo, options: RunnerOptions, timeout: float) -> dict:
-    want = options.repack is True or (options.repack is None and repack_gains(info))
+    want = options.repack is not False
     first = _run_child(["model", info.to_json(),
                         _options_json(replace(options, repack=want, workers=1))], timeout)
     if first.ok:
