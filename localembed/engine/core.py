@@ -157,9 +157,11 @@ class Engine:
             self.runner.close()
             raise ModelLoadError(f"{self.info.path.name} loads but cannot be run: {exc}") from exc
         resident_after = resident_bytes()
-        self.resident_bytes = (resident_after - resident_before
-                               if resident_after is not None and resident_before is not None
-                               else None)
+        self.resident_bytes = (
+            # The process's growth, or at least the weights it holds: memory an earlier,
+            # closed model freed is reused without growing the process (glibc keeps it).
+            max(resident_after - resident_before, self.runner.held_weight_bytes())
+            if resident_after is not None and resident_before is not None else None)
         self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id,
                                warmup=sample)
         head = 0

@@ -25,7 +25,7 @@ import numpy as np
 
 from localembed.config.imports import partial_package
 from localembed.engine.inspect import GGUFInfo, Kind, ModelLoadError
-from localembed.engine.memory import release_mapped_pages
+from localembed.engine.memory import mapped_ranges, release_mapped_pages
 from localembed.engine.wordpiece import WordPiece
 
 # llama.cpp's CPU threads are an OpenMP team that meets at a barrier after every graph op.
@@ -320,6 +320,9 @@ class LlamaRunner:
         params.n_gpu_layers = 0x7FFFFFFF if self.gpu_layers == -1 else self.gpu_layers
         params.use_extra_bufts = self.repack
         set_verbose(False)
+        # Mappings of this file made before this load (another model of the same file) keep
+        # their pages: that model may use them from the mapping.
+        others = [start for start, _length, _resident in mapped_ranges(info.path)]
         try:
             with _weight_buffers() as buffers:
                 # llama-cpp-python's suppress_stdout_stderr (verbose=False) points the whole
@@ -337,7 +340,9 @@ class LlamaRunner:
         self.weight_buffers = dict(buffers)  # name: MiB, as llama.cpp reported them
         self.copied_bytes = int(sum(mib for name, mib in buffers.items()
                                     if not name.endswith("_Mapped")) * MIB)
-        self.released_bytes = release_mapped_pages(info.path) if self.copied_bytes else 0
+        self._other_mappings = others
+        self.released_bytes = (release_mapped_pages(info.path, keep=others)
+                               if self.copied_bytes else 0)
         model = self._model.model
         self.context_params = self._context_params(info, exact)
         # A reranker's pooled output is its classification head's: one float per label.
@@ -383,6 +388,13 @@ class LlamaRunner:
             frame = self._model.tokenize(b"", add_bos=True, special=False)
             self._frame_head = frame[:1] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
             self._frame_tail = frame[len(self._frame_head):]
+
+    def held_weight_bytes(self) -> int:
+        """Weight memory this model holds now: what llama.cpp copied out of the file plus its
+        own mapping's resident pages (0 for the latter where /proc cannot be read)."""
+        mapped = sum(resident for start, _length, resident in mapped_ranges(self.info.path)
+                     if start not in self._other_mappings)
+        return self.copied_bytes + mapped
 
     def normalize(self, text: str) -> str:
         """``text`` as the vocabulary's own tokenizer sees it (its Unicode normalisation);

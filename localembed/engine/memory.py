@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 MADV_DONTNEED = 4  # Linux
@@ -51,9 +52,10 @@ def mapped_ranges(path: Path) -> list[tuple[int, int, int]]:
     return [tuple(r) for r in ranges]  # type: ignore[misc]
 
 
-def release_mapped_pages(path: Path) -> int:
-    """Drop this process's resident pages of ``path``'s mappings; the bytes released (0 where
-    the platform has no such call)."""
+def release_mapped_pages(path: Path, keep: Collection[int] = ()) -> int:
+    """Drop this process's resident pages of ``path``'s mappings but those starting at an
+    address in ``keep`` (another model's mapping of the same file, still in use); the bytes
+    released (0 where the platform has no such call)."""
     if not sys.platform.startswith("linux"):
         return 0
     try:
@@ -64,6 +66,8 @@ def release_mapped_pages(path: Path) -> int:
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     released = 0
     for start, length, resident in mapped_ranges(path):
+        if start in keep:
+            continue
         with contextlib.suppress(OSError):
             if madvise(start, length, MADV_DONTNEED) == 0:
                 released += resident
