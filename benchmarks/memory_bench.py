@@ -30,54 +30,44 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vs_llama_server import CACHE, SYNTHETIC, clean_env, free_port, llama_cpp_version  # noqa: E402
+from startup_bench import memory  # noqa: E402
+from vs_llama_server import (  # noqa: E402
+    CACHE,
+    SYNTHETIC,
+    clean_env,
+    free_port,
+    llama_cpp_version,
+    model_file,
+)
 
 MIB = 1 << 20
 
 CHILD = r"""
 import json, os, sys
+sys.path.insert(0, sys.argv[4])
+from startup_bench import memory
 release = sys.argv[2] == "on"
 force = sys.argv[3] == "force"
 if not release:
     import localembed.engine.llama as llama
-    llama.release_mapped_pages = lambda path: 0
+    llama.release_mapped_pages = lambda path, keep=(): 0
 from localembed.engine.core import Engine
-from localembed.engine.memory import resident_bytes
 from localembed.engine.llama import RunnerOptions
 if force:
     engine = Engine(sys.argv[1], options=RunnerOptions(repack=True))
 else:
     engine = Engine(sys.argv[1], safe_load=True)  # as the server loads it: probed in a child
 engine.embed(["a first text to embed, so that every buffer is in use"])
-status = {}
-with open("/proc/self/status") as f:
-    for line in f:
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile"):
-            status[key] = int(value.split()[0]) * 1024
 runner = engine.runner
-print(json.dumps({**status, "repack": runner.repack, "copied": runner.copied_bytes,
+print(json.dumps({**memory(os.getpid()), "repack": runner.repack, "copied": runner.copied_bytes,
                   "released": runner.released_bytes}))
 """
-
-
-def model_file(arch: str, dtype: str) -> Path:
-    path = CACHE / "models" / f"synthetic-{arch}-full-{dtype}.gguf"
-    if not path.is_file():
-        from localembed.testing.synthetic import write_model
-
-        print(f"writing {path}...", file=sys.stderr, flush=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        write_model(arch, tmp, dtype=dtype, preset="full")
-        tmp.replace(path)
-    return path
 
 
 def localembed_rss(path: Path, release: bool, home: Path, force: bool = False) -> dict:
     env = clean_env(LOCALEMBED_HOME=str(home))
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), "on" if release else "off",
-                          "force" if force else "auto"],
+                          "force" if force else "auto", str(Path(__file__).resolve().parent)],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:  # a forced repack on a CPU whose repacked kernels crash
         return {"crashed": out.returncode}
@@ -87,17 +77,7 @@ def localembed_rss(path: Path, release: bool, home: Path, force: bool = False) -
 def rss(s: dict) -> str:
     if "crashed" in s:
         return f"crashed ({s['crashed']})"
-    return f"{mib(s['VmRSS'])} ({mib(s['RssAnon'])} + {mib(s['RssFile'])})"
-
-
-def proc_status(pid: int) -> dict:
-    status = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile"):
-                status[key] = int(value.split()[0]) * 1024
-    return status
+    return f"{s['VmRSS']:,.0f} ({s['RssAnon']:,.0f} + {s['RssFile']:,.0f})"
 
 
 def llama_server_rss(binary: Path, path: Path, no_repack: bool) -> dict:
@@ -121,7 +101,7 @@ def llama_server_rss(binary: Path, path: Path, no_repack: bool) -> dict:
                     {"input": "a first text to embed, so that every buffer is in use"}),
                     {"Content-Type": "application/json"})
                 if conn.getresponse().status == 200:
-                    return proc_status(proc.pid)
+                    return memory(proc.pid)
             except OSError:
                 pass
             time.sleep(0.2)
@@ -168,7 +148,7 @@ def main() -> None:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for dtype in args.dtypes.split(","):
-        path = model_file(arch, dtype)
+        path = model_file(args.model, dtype)
         size = path.stat().st_size
         on = localembed_rss(path, True, home)
         forced_off = localembed_rss(path, False, home, force=True)
@@ -176,8 +156,8 @@ def main() -> None:
         goal = size + 300 * 1000 * 1000
         row = (f"| {dtype}, {mib(size)} MiB | {mib(on['copied'])} MiB "
                f"{'(repack on)' if on['repack'] else '(repack off)'} | **{rss(on)}** "
-               f"| {'met' if on['VmRSS'] <= goal else 'NOT met'} "
-               f"(file + {(on['VmRSS'] - size) / 1e6:,.0f} MB) | {rss(forced_off)} "
+               f"| {'met' if on['VmRSS'] * MIB <= goal else 'NOT met'} "
+               f"(file + {(on['VmRSS'] * MIB - size) / 1e6:,.0f} MB) | {rss(forced_off)} "
                f"| {rss(forced)} |")
         if binary:
             for no_repack in (False, True):

@@ -144,20 +144,21 @@ class Model:
     sizes: dict  # texts (or requests) per timed pass, rounds, configurations: see SIZES
 
 
-def model_file(name: str) -> Path:
+def model_file(name: str, dtype: str = "f16") -> Path:
     if name == "starter":
         from localembed.models.starter import starter_path
 
         return starter_path()
     arch = SYNTHETIC[name]
-    path = CACHE / "models" / f"synthetic-{arch}-full-f16.gguf"
+    path = CACHE / "models" / f"synthetic-{arch}-full-{dtype}.gguf"
     if not path.is_file():
         from localembed.testing.synthetic import write_model
 
         print(f"writing the full-shape synthetic {arch} model to {path}...", file=sys.stderr,
               flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        write_model(arch, tmp, dtype="f16", preset="full")
+        write_model(arch, tmp, dtype=dtype, preset="full")
         tmp.replace(path)
     return path
 

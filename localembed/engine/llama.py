@@ -322,7 +322,7 @@ class LlamaRunner:
         set_verbose(False)
         # Mappings of this file made before this load (another model of the same file) keep
         # their pages: that model may use them from the mapping.
-        others = [start for start, _length, _resident in mapped_ranges(info.path)]
+        others = frozenset(start for start, _length, _resident in mapped_ranges(info.path))
         try:
             with _weight_buffers() as buffers:
                 # llama-cpp-python's suppress_stdout_stderr (verbose=False) points the whole
@@ -337,7 +337,6 @@ class LlamaRunner:
         # Weights llama.cpp copied out of the mapped file (repacked into its CPU layouts, or
         # offloaded to a GPU): the mapped pages they were read from are given back
         # (engine.memory), or the model would hold those weights twice.
-        self.weight_buffers = dict(buffers)  # name: MiB, as llama.cpp reported them
         self.copied_bytes = int(sum(mib for name, mib in buffers.items()
                                     if not name.endswith("_Mapped")) * MIB)
         self._other_mappings = others
