@@ -30,15 +30,22 @@ HTTP_THREADS = "8"
 # waitress leaves those for its loop to send, so a loop that stops early loses them.
 TEXTS = ["the river carries silt to the sea and farmers settle on the delta " * 4 + str(i)
          for i in range(30)]
-BODY = json.dumps({"input": TEXTS, "encoding_format": "base64", "output_dtype": "ubinary"})
+
+
+def request_body(client: int) -> str:
+    """Each client's own texts: the same texts again would be answered from the embedding
+    cache, leaving no work in flight for the stop to wait for."""
+    texts = [f"{text} {client}" for text in TEXTS]
+    return json.dumps({"input": texts, "encoding_format": "base64", "output_dtype": "ubinary"})
 
 
 class Client(threading.Thread):
     """One embeddings request on its own connection; ``sent`` is set once the whole request
     has been written to the socket."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, index: int) -> None:
         super().__init__(daemon=True)
+        self.index = index
         self.host, port = url.removeprefix("http://").split(":")
         self.port = int(port)
         self.sent = threading.Event()
@@ -49,7 +56,8 @@ class Client(threading.Thread):
     def run(self) -> None:
         try:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-            conn.request("POST", "/v1/embeddings", BODY, {"Content-Type": "application/json"})
+            conn.request("POST", "/v1/embeddings", request_body(self.index),
+                         {"Content-Type": "application/json"})
             self.sent.set()
             response = conn.getresponse()
             body = json.loads(response.read())
@@ -73,7 +81,7 @@ def serving(synthetic, app_home: Path, **popen: object) -> tuple[subprocess.Pope
 
 
 def in_flight(url: str) -> list[Client]:
-    clients = [Client(url) for _ in range(CLIENTS)]
+    clients = [Client(url, i) for i in range(CLIENTS)]
     for client in clients:
         client.start()
     for client in clients:
