@@ -10,6 +10,7 @@ batcher.py); tokenizing is safe from any thread.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import mmap
 import os
 import re
@@ -216,7 +217,7 @@ class _Context:
         if self._memory:
             # Forget the previous batch's cells; their contents are finite values that the
             # mask hides, so wiping the whole buffer (data=True) would only cost time.
-            llama_cpp.llama_memory_clear(self._memory, False)
+            _HOLDING_GIL.llama_memory_clear(self._memory, False)
 
     def _run(self, tokens: int) -> None:
         self._batch.n_tokens = tokens
@@ -227,11 +228,12 @@ class _Context:
 
     def _pooled(self, count: int) -> np.ndarray:
         out = np.empty((count, self.dimensions), dtype=np.float32)
+        row = ctypes.c_float * self.dimensions
         for seq_id in range(count):
-            ptr = llama_cpp.llama_get_embeddings_seq(self.ctx, seq_id)
-            if not ptr:
+            address = _HOLDING_GIL.llama_get_embeddings_seq(self.ctx, seq_id)
+            if not address:
                 raise RuntimeError("llama.cpp returned no pooled embedding")
-            out[seq_id] = np.ctypeslib.as_array(ptr, shape=(self.dimensions,))
+            out[seq_id] = np.frombuffer(row.from_address(address), dtype=np.float32)
         return out
 
     def _drop_unused_logits(self, outputs: int) -> None:
@@ -273,6 +275,25 @@ def _madvise() -> Callable[..., int] | None:
 
 _MADVISE = _madvise()
 _MADV_DONTNEED = 4
+
+
+def _holding_gil() -> ctypes.PyDLL:
+    """llama.cpp's quick lookups, called without letting go of the GIL.
+
+    A ctypes call lets go of the GIL and takes it back on return; with 32 HTTP threads
+    wanting it, taking it back can wait for one of them, and a worker reading a decode's
+    vectors did that once per sequence while its core sat idle. These calls take
+    microseconds, so they keep it (the decode itself still lets go).
+    """
+    lib = ctypes.PyDLL(importlib.import_module("llama_cpp.llama_cpp")._lib._name)
+    lib.llama_get_embeddings_seq.restype = ctypes.c_void_p
+    lib.llama_get_embeddings_seq.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    lib.llama_memory_clear.restype = None
+    lib.llama_memory_clear.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+    return lib
+
+
+_HOLDING_GIL = _holding_gil()
 
 
 class LlamaRunner:

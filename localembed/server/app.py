@@ -32,6 +32,7 @@ from localembed.server import (
 )
 from localembed.server.body import reply
 from localembed.server.errors import register_error_handlers
+from localembed.server.lane import EmbeddingsLane
 from localembed.server.metrics import Metrics
 from localembed.server.openapi import openapi_document
 from localembed.server.routes import READ_ERRORS, Blueprint, undeclared
@@ -129,6 +130,7 @@ def create_app(config: ServerConfig | None = None, registry: Registry | None = N
     app.register_blueprint(collections.bp)
     app.register_blueprint(vector_stores.bp)
     app.register_blueprint(webui.bp)
+    app.wsgi_app = EmbeddingsLane(app)  # type: ignore[method-assign]
     missing = undeclared(app)
     if missing:  # each route is declared once, with its operation (server/routes.py)
         raise RuntimeError(f"routes served but not declared: {', '.join(missing)}")

@@ -25,6 +25,10 @@ def client_gone() -> Callable[[], bool] | None:
     return request.environ.get("waitress.client_disconnected")
 
 
-def reply(value: object, status: int = 200) -> Response:
+def encode(value: object) -> bytes:
     """A response model (or plain data) as JSON, encoded by msgspec in one pass."""
-    return Response(_encoder.encode(value), status=status, mimetype="application/json")
+    return _encoder.encode(value)
+
+
+def reply(value: object, status: int = 200) -> Response:
+    return Response(encode(value), status=status, mimetype="application/json")

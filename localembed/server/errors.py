@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 import uuid
 
 import msgspec
@@ -136,8 +137,12 @@ def error_body(path: str, error: APIError, shape: str | None = None) -> ErrorSha
     return Error(ErrorBody(error.message, error.type, error.param, error.code))
 
 
+def error_json(path: str, error: APIError, shape: str | None = None) -> bytes:
+    return _encoder.encode(error_body(path, error, shape))
+
+
 def error_response(error: APIError) -> Response:
-    body = _encoder.encode(error_body(request.path, error, g.get("error_shape")))
+    body = error_json(request.path, error, g.get("error_shape"))
     response = Response(body, status=error.status, mimetype="application/json")
     response.headers.update(error.headers)
     return response
@@ -203,6 +208,23 @@ CORE_ERRORS = (Overloaded, RequestAbandoned, RequestTimeout, InputError, ModelNo
                OSError)
 
 
+def unexpected_error(method: str, path: str) -> APIError:
+    """A failure nobody foresaw: logged with its traceback, answered without it."""
+    log.exception("internal error on %s %s", method, printable(path))
+    return APIError(500, f"Internal server error: {type(sys.exc_info()[1]).__name__}",
+                    code="internal_error", type_="server_error")
+
+
+def api_error(exc: Exception, method: str, path: str) -> APIError:
+    """What any failure of a request tells its client (called in the ``except`` that caught
+    it): the mapping flask's handlers and the embeddings lane (server.lane) share."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, CORE_ERRORS):
+        return from_core(exc)
+    return unexpected_error(method, path)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError) -> Response:
@@ -220,6 +242,4 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        log.exception("internal error on %s %s", request.method, printable(request.path))
-        return error_response(APIError(500, f"Internal server error: {type(exc).__name__}",
-                                       code="internal_error", type_="server_error"))
+        return error_response(unexpected_error(request.method, request.path))

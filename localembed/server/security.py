@@ -9,6 +9,7 @@ rather than merely left without CORS headers, and an API key can be required on 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
@@ -75,11 +76,48 @@ def origin_allowed(origin: str, config: ServerConfig) -> bool:
     return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
 
 
-def _key_from_request() -> str | None:
-    auth = request.headers.get("Authorization", "")
+def api_key(header: Callable[[str], str | None]) -> str | None:
+    """The key a request carries: ``Authorization: Bearer <key>`` or ``X-API-Key``."""
+    auth = header("Authorization") or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.headers.get("X-API-Key")
+    return header("X-API-Key")
+
+
+def refusal(method: str, path: str, host: str, header: Callable[[str], str | None],
+            config: ServerConfig) -> APIError | None:
+    """Why a request must be refused (a foreign Host or Origin, a missing key), or None: the
+    one rule for flask's routes and the embeddings lane (server.lane), which reads the same
+    headers off the WSGI environment."""
+    if not host_allowed(host, config):
+        return APIError(403, f"Host '{host}' is not allowed; add it with --allowed-host to "
+                             "serve it.", code="host_not_allowed")
+    origin = header("Origin")
+    if origin and not (origin_allowed(origin, config) or own_page(origin, host, config)):
+        return APIError(403, f"Origin '{origin}' is not allowed; add it with --cors-origin to "
+                             "serve it.", code="origin_not_allowed")
+    if origin and is_management(method, path) and not same_origin(origin, host):
+        return APIError(403, "Model management is only allowed from the playground's own "
+                             "page.", code="origin_not_allowed")
+    if method == "OPTIONS" and origin:  # a CORS preflight: answered before the key is asked
+        return None
+    if config.api_key and not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
+        given = api_key(header)
+        if given is None or not hmac.compare_digest(given.encode(), config.api_key.encode()):
+            return APIError(401, "Missing or invalid API key: send "
+                                 "'Authorization: Bearer <key>'.", code="invalid_api_key")
+    return None
+
+
+def cors_headers(origin: str | None, config: ServerConfig) -> list[tuple[str, str]]:
+    """The headers every answer carries: CORS for an allowed origin, and ``Vary: Origin``."""
+    headers = [("Vary", "Origin")]
+    if origin and origin_allowed(origin, config):
+        headers += [("Access-Control-Allow-Origin", origin),
+                    ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key"),
+                    ("Access-Control-Max-Age", "600")]
+    return headers
 
 
 def install(app: Flask, config: ServerConfig) -> None:
@@ -88,36 +126,19 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @app.before_request
     def guard() -> Response | None:
-        if not host_allowed(request.host, config):
-            raise APIError(403, f"Host '{request.host}' is not allowed; add it with "
-                                "--allowed-host to serve it.", code="host_not_allowed")
-        origin = request.headers.get("Origin")
-        if origin and not (origin_allowed(origin, config)
-                           or own_page(origin, request.host, config)):
-            raise APIError(403, f"Origin '{origin}' is not allowed; add it with "
-                                "--cors-origin to serve it.", code="origin_not_allowed")
-        if origin and is_management(request.method, request.path) and not same_origin(
-                origin, request.host):
-            raise APIError(403, "Model management is only allowed from the playground's own "
-                                "page.", code="origin_not_allowed")
-        if request.method == "OPTIONS" and origin:  # CORS preflight: answered here
-            return Response(status=204)
-        if config.api_key and not (request.path in OPEN_PATHS
-                                   or request.path.startswith(OPEN_PREFIXES)):
-            given = _key_from_request()
-            if given is None or not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                raise APIError(401, "Missing or invalid API key: send "
-                                    "'Authorization: Bearer <key>'.", code="invalid_api_key")
+        refused = refusal(request.method, request.path, request.host, request.headers.get,
+                          config)
+        if refused is not None:
+            raise refused
+        if request.method == "OPTIONS" and request.headers.get("Origin"):
+            return Response(status=204)  # CORS preflight: answered here
         return None
 
     @app.after_request
     def cors(response: Response) -> Response:
-        origin = request.headers.get("Origin")
-        if origin and origin_allowed(origin, config):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = (
-                "Authorization, Content-Type, X-API-Key")
-            response.headers["Access-Control-Max-Age"] = "600"
-        response.headers.add("Vary", "Origin")
+        for name, value in cors_headers(request.headers.get("Origin"), config):
+            if name == "Vary":
+                response.headers.add(name, value)
+            else:
+                response.headers[name] = value
         return response

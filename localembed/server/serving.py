@@ -31,7 +31,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
 from localembed.server.errors import APIError, body_too_large, error_body
@@ -79,11 +79,33 @@ class JSONErrorTask(ErrorTask):
         self.write(body)
 
 
+class OneSendTask(WSGITask):
+    """A response whose headers and body leave in one ``send``: waitress writes them
+    separately, and with its ``send_bytes`` of 1 each write is a system call and a TCP segment
+    of its own, which the client reads apart (measured: 35 us more load-generator CPU per
+    one-text request than against llama-server, and a core idle 4% more of the time)."""
+
+    def write(self, data: bytes) -> None:
+        if self.wrote_header or not isinstance(data, bytes) or not data:
+            super().write(data)
+            return
+        channel = self.channel
+        held: list[bytes] = []
+        channel.write_soon = held.append  # type: ignore[method-assign]  # the header, the body
+        try:
+            super().write(data)
+        finally:
+            del channel.write_soon
+        if held:
+            channel.write_soon(b"".join(held))
+
+
 class Channel(HTTPChannel):
     """A connection that knows when its unfinished request started and when its headers ended,
     so a request that arrives too slowly can be answered 408 whatever its byte rate."""
 
     error_task_class = JSONErrorTask
+    task_class = OneSendTask
     request_started: float | None = None  # monotonic time of the unfinished request's 1st byte
     headers_ended: float | None = None
     served = 0  # requests answered on this connection
