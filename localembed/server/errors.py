@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import sys
 import uuid
 
 import msgspec
@@ -208,31 +207,20 @@ CORE_ERRORS = (Overloaded, RequestAbandoned, RequestTimeout, InputError, ModelNo
                OSError)
 
 
-def unexpected_error(method: str, path: str) -> APIError:
-    """A failure nobody foresaw: logged with its traceback, answered without it."""
-    log.exception("internal error on %s %s", method, printable(path))
-    return APIError(500, f"Internal server error: {type(sys.exc_info()[1]).__name__}",
-                    code="internal_error", type_="server_error")
-
-
 def api_error(exc: Exception, method: str, path: str) -> APIError:
-    """What any failure of a request tells its client (called in the ``except`` that caught
-    it): the mapping flask's handlers and the embeddings lane (server.lane) share."""
+    """What any failure of a request tells its client: the one mapping for flask's handler
+    and the embeddings lane (server.lane). A failure nobody foresaw is logged with its
+    traceback and answered without it."""
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, CORE_ERRORS):
         return from_core(exc)
-    return unexpected_error(method, path)
+    log.error("internal error on %s %s", method, printable(path), exc_info=exc)
+    return APIError(500, f"Internal server error: {type(exc).__name__}",
+                    code="internal_error", type_="server_error")
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(APIError)
-    def api_error(exc: APIError) -> Response:
-        return error_response(exc)
-
-    for kind in CORE_ERRORS:
-        app.register_error_handler(kind, lambda exc: error_response(from_core(exc)))
-
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         response = error_response(_from_http(exc))
@@ -241,5 +229,5 @@ def register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        return error_response(unexpected_error(request.method, request.path))
+    def failed(exc: Exception) -> Response:
+        return error_response(api_error(exc, request.method, request.path))
