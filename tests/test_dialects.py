@@ -119,17 +119,19 @@ def test_vllm_truncation_activation_and_special_tokens(gemma) -> None:
 def test_vllm_embed_dtype_and_endianness(gemma, embed_dtype: str, tolerance: float,
                                          endianness: str) -> None:
     url, engine = gemma
-    body = call(url, "/v1/embeddings", {"input": "a cat", "encoding_format": "base64",
+    texts = ["a cat", "the sea at night"]  # each row is its own string
+    body = call(url, "/v1/embeddings", {"input": texts, "encoding_format": "base64",
                                         "embed_dtype": embed_dtype, "endianness": endianness})[1]
-    raw = base64.b64decode(body["data"][0]["embedding"])
     order = {"native": "=", "little": "<", "big": ">"}[endianness]
-    if embed_dtype == "bfloat16":
-        decoded = from_bfloat16_bits(np.frombuffer(raw, f"{order}u2").astype(np.uint16))
-    else:
-        decoded = np.frombuffer(raw, f"{order}{'f4' if embed_dtype == 'float32' else 'f2'}")
+    for row, expected in zip(body["data"], engine.embed(texts).vectors, strict=True):
+        raw = base64.b64decode(row["embedding"])
+        if embed_dtype == "bfloat16":
+            decoded = from_bfloat16_bits(np.frombuffer(raw, f"{order}u2").astype(np.uint16))
+        else:
+            decoded = np.frombuffer(raw, f"{order}{'f4' if embed_dtype == 'float32' else 'f2'}")
+        assert decoded.shape == expected.shape
+        assert np.abs(decoded.astype(np.float32) - expected).max() <= tolerance
     expected = engine.embed("a cat").vectors[0]
-    assert decoded.shape == expected.shape
-    assert np.abs(decoded.astype(np.float32) - expected).max() <= tolerance
     floats = call(url, "/v1/embeddings", {"input": "a cat", "embed_dtype": embed_dtype})[1]
     assert np.abs(np.array(floats["data"][0]["embedding"]) - expected).max() <= tolerance
 

@@ -354,3 +354,18 @@ def test_safe_load_survives_a_model_that_aborts_llama_cpp(synthetic) -> None:
         Engine(path, safe_load=True)
     with Engine(synthetic("gemma-embedding"), safe_load=True) as engine:
         assert engine.embed("still alive").vectors.shape == (1, 96)
+
+
+def test_normalised_rows_are_exactly_numpys_unit_vectors_and_zero_rows_stay_zero() -> None:
+    from localembed.engine.postprocess import l2_normalize
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(5, 384)).astype(np.float32) * 40
+    vectors[2] = 0
+    out = l2_normalize(vectors)
+    with np.errstate(invalid="ignore"):  # the zero row: 0 / 0
+        expected = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert out.dtype == np.float32
+    assert np.array_equal(np.delete(out, 2, axis=0), np.delete(expected, 2, axis=0))
+    assert not out[2].any()
+    assert vectors[0].any() and not np.array_equal(vectors[0], out[0])  # a new array

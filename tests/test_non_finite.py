@@ -13,6 +13,7 @@ import pytest
 
 from localembed.config.settings import ServerConfig
 from localembed.engine import Engine, ModelLoadError, NonFiniteOutput
+from localembed.engine.batcher import non_finite_rows
 from localembed.gguf.header import read_header
 from tests.fixtures.models import install_model
 from tests.fixtures.server import call, running
@@ -104,3 +105,12 @@ def test_a_nan_input_does_not_spoil_its_batch_mates(poisoned: Path) -> None:
         vectors = good.result(30).vectors
         assert np.isfinite(vectors).all()
         assert np.allclose(vectors, alone, atol=1e-3)
+
+
+def test_huge_finite_values_are_not_taken_for_non_finite_ones() -> None:
+    vectors = np.full((3, 384), 3e38, dtype=np.float32)  # their sum overflows to infinity
+    assert non_finite_rows(vectors) == set()
+    vectors[1, 7] = np.nan
+    vectors[2, 0] = -np.inf
+    assert non_finite_rows(vectors) == {1, 2}
+    assert non_finite_rows(np.zeros((2, 4), dtype=np.float32)) == set()

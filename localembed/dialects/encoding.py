@@ -81,5 +81,8 @@ def encode_base64(values: np.ndarray, embed_dtype: str = "float32",
     """One base64 string per row, in ``embed_dtype`` with the requested byte order."""
     stored = as_embed_dtype(values, embed_dtype)
     order = {"native": "=", "little": "<", "big": ">"}[endianness]
-    stored = stored.astype(stored.dtype.newbyteorder(order), copy=False)
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in stored]
+    data = stored.astype(stored.dtype.newbyteorder(order), copy=False).tobytes()
+    step = stored.itemsize * (stored.shape[1] if stored.ndim == 2 else 0)
+    # One copy of the whole array, cut in bytes: no numpy view per row.
+    return [base64.b64encode(data[i:i + step]).decode("ascii")
+            for i in range(0, step * len(stored), step)] if step else [""] * len(stored)
