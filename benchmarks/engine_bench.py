@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--dtypes", default="q8_0,f16")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--pack-tokens", type=int, default=512)
+    parser.add_argument("--pack-tokens", type=int, default=None,
+                        help="Tokens per packed decode (default: the engine's own).")
     parser.add_argument("--flash-attn", choices=["on", "off"], default="on")
     parser.add_argument("--words", default="8-398", help="Words per text, as MIN-MAX.")
     parser.add_argument("--repeats", type=int, default=2)
@@ -137,7 +138,7 @@ def main() -> None:
     low, high = (int(x) for x in args.words.split("-"))
     texts = make_texts(args.texts, words=(low, high))
     print(f"{len(texts)} texts of {args.words} words, {args.threads} threads, "
-          f"pack {args.pack_tokens} tokens, flash attention {args.flash_attn}, "
+          f"pack {args.pack_tokens or 'the default'} tokens, flash attention {args.flash_attn}, "
           f"llama-cpp-python {llama_cpp.__version__}\n")
     header = ("model", "how", "direct texts/s", "engine texts/s", "engine tokens/s",
               "engine/direct", "decodes")

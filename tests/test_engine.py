@@ -257,7 +257,9 @@ def test_64_threads_with_mixed_requests_get_the_right_vectors(synthetic) -> None
         options = EmbedOptions(task=rng.choice([None, "query", "document", "clustering"]),
                                dimensions=rng.choice([None, 32, 48]))
         requests.append((texts, options))
-    with _engine(synthetic("qwen3"), flash_attn=False) as engine:
+    # Batches of up to 512 tokens, so that these prompted texts (50-80 tokens) share them.
+    with Engine(synthetic("qwen3"), options=RunnerOptions(max_tokens=2048, flash_attn=False),
+                pack_tokens=512) as engine:
         expected = [engine.embed(t, o).vectors for t, o in requests]
         calls_before = engine.batcher.stats.decode_calls
         results = run_at_once(64, lambda i: engine.embed(*requests[i]).vectors)
@@ -369,3 +371,17 @@ def test_normalised_rows_are_exactly_numpys_unit_vectors_and_zero_rows_stay_zero
     assert np.array_equal(np.delete(out, 2, axis=0), np.delete(expected, 2, axis=0))
     assert not out[2].any()
     assert vectors[0].any() and not np.array_equal(vectors[0], out[0])  # a new array
+
+
+def test_on_cpu_short_texts_are_packed_into_decodes_of_at_most_128_tokens(starter_gguf) -> None:
+    from localembed.engine.llama import CPU_PLAN_TOKENS
+
+    texts = [f"text number {i} about the river and the sea" for i in range(48)]
+    with Engine(starter_gguf("f16")) as engine:
+        assert engine.runner.backend is None and engine.batcher.pack_tokens == CPU_PLAN_TOKENS
+        before = engine.batcher.stats.decode_calls, engine.batcher.stats.tokens
+        result = engine.embed(texts)
+        calls = engine.batcher.stats.decode_calls - before[0]
+        tokens = engine.batcher.stats.tokens - before[1]
+    assert tokens == sum(result.tokens) > 4 * CPU_PLAN_TOKENS
+    assert -(-tokens // CPU_PLAN_TOKENS) <= calls < len(texts) / 4  # packed, 128 at a time

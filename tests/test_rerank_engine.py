@@ -164,8 +164,9 @@ def _assert_batch_invariant(batched, singles) -> None:
 
 @pytest.mark.parametrize("family", ["qwen3", "bert"])
 def test_batched_equals_one_pair_at_a_time_with_plain_attention(synthetic, family: str) -> None:
-    with Engine(synthetic(family, head="rerank"),
-                options=RunnerOptions(flash_attn=False)) as engine:
+    # Batches of up to 512 tokens, so that these pairs (about 200 tokens) share them.
+    with Engine(synthetic(family, head="rerank"), options=RunnerOptions(flash_attn=False),
+                pack_tokens=512) as engine:
         batched, singles, single_calls = _batched_and_single(engine)
         assert engine.batcher.stats.decode_calls - single_calls < len(TWENTY)  # packed
     _assert_batch_invariant(batched, singles)

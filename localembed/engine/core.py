@@ -128,7 +128,7 @@ class Engine:
     """One loaded GGUF embedding model and its worker thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, model_id: str | None = None,
-                 options: RunnerOptions | None = None, pack_tokens: int = 512,
+                 options: RunnerOptions | None = None, pack_tokens: int | None = None,
                  safe_load: bool = False, cache: VectorCache | None = None) -> None:
         started = time.perf_counter()
         resident_before = resident_bytes()
@@ -162,8 +162,8 @@ class Engine:
             # closed model freed is reused without growing the process (glibc keeps it).
             max(resident_after - resident_before, self.runner.held_weight_bytes())
             if resident_after is not None and resident_before is not None else None)
-        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens, name=self.id,
-                               warmup=sample)
+        self.batcher = Batcher(self.runner, pack_tokens=pack_tokens or self.runner.plan_tokens,
+                               name=self.id, warmup=sample)
         head = 0
         while head < min(len(empty), len(sample)) and empty[head] == sample[head]:
             head += 1
