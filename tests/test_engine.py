@@ -31,8 +31,9 @@ TEXTS = [
     "the river ran to the sea past the old town and the green farm " * 4,
 ]
 
-def _engine(path: Path, **options: object) -> Engine:
-    return Engine(path, options=RunnerOptions(**{"max_tokens": 2048, **options}))
+def _engine(path: Path, pack_tokens: int | None = None, **options: object) -> Engine:
+    return Engine(path, options=RunnerOptions(**{"max_tokens": 2048, **options}),
+                  pack_tokens=pack_tokens)
 
 
 def _one_at_a_time(engine: Engine, texts: list[str], **kw: object) -> np.ndarray:
@@ -258,8 +259,7 @@ def test_64_threads_with_mixed_requests_get_the_right_vectors(synthetic) -> None
                                dimensions=rng.choice([None, 32, 48]))
         requests.append((texts, options))
     # Batches of up to 512 tokens, so that these prompted texts (50-80 tokens) share them.
-    with Engine(synthetic("qwen3"), options=RunnerOptions(max_tokens=2048, flash_attn=False),
-                pack_tokens=512) as engine:
+    with _engine(synthetic("qwen3"), pack_tokens=512, flash_attn=False) as engine:
         expected = [engine.embed(t, o).vectors for t, o in requests]
         calls_before = engine.batcher.stats.decode_calls
         results = run_at_once(64, lambda i: engine.embed(*requests[i]).vectors)

@@ -82,7 +82,7 @@ def encode_base64(values: np.ndarray, embed_dtype: str = "float32",
     stored = as_embed_dtype(values, embed_dtype)
     order = {"native": "=", "little": "<", "big": ">"}[endianness]
     data = stored.astype(stored.dtype.newbyteorder(order), copy=False).tobytes()
-    step = stored.itemsize * (stored.shape[1] if stored.ndim == 2 else 0)
+    step = stored.itemsize * stored.shape[1]
     # One copy of the whole array, cut in bytes: no numpy view per row.
-    return [base64.b64encode(data[i:i + step]).decode("ascii")
-            for i in range(0, step * len(stored), step)] if step else [""] * len(stored)
+    return [base64.b64encode(data[i * step:(i + 1) * step]).decode("ascii")
+            for i in range(len(stored))]

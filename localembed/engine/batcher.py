@@ -131,7 +131,8 @@ class Batcher:
         self.max_queued_tokens = max_queued_tokens
         self._queued_tokens = 0
         lock = threading.RLock()
-        self._cond = threading.Condition(lock)  # workers waiting for CPU threads
+        # The lock over all scheduling state; its waiters are workers waiting for CPU threads.
+        self._cond = threading.Condition(lock)
         # Each idle worker waits on its own condition, so that a request wakes the one worker
         # that will take it: waking them all made every other one take the GIL for nothing,
         # just when the caller's thread needed it (one short text: 0.1 ms of its latency).
@@ -412,8 +413,9 @@ class Batcher:
                     job.todo.clear()
                     job.settle(error=NonFiniteOutput(index))
                     continue
-                if len(job.sequences) == 1:  # this decode's own array: no copy needed
-                    job.settle(vectors[row:row + 1])
+                if len(job.sequences) == 1:
+                    # Its own copy in one numpy call; a view would keep the whole batch alive.
+                    job.settle(vectors[row:row + 1].copy())
                     continue
                 if job.vectors is None:
                     job.vectors = np.empty((len(job.sequences), vectors.shape[1]),
